@@ -1,0 +1,423 @@
+//! Turns parser events into a [`Node`] tree: aliases, merge keys, limits.
+//!
+//! The builder is an explicit stack rather than recursion, so a deeply nested document cannot
+//! overflow the Rust stack; nesting beyond [`LoadLimits::max_depth`] is an error instead.
+
+use std::collections::HashMap;
+
+use saphyr_parser::{Event, Parser, ScalarStyle as ParserScalarStyle, Span as ParserSpan, Tag};
+
+use crate::scalar::{is_null, parse_float, parse_int, resolve_plain};
+use crate::{Node, Position, ScalarStyle, Span, Value, YamlError};
+
+/// Bounds that keep a hostile document from exhausting memory or the stack.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadLimits {
+    /// Most nodes the finished tree may hold, counting every copy an alias makes.
+    pub max_nodes: usize,
+    /// Deepest nesting of sequences and mappings.
+    pub max_depth: usize,
+}
+
+impl Default for LoadLimits {
+    fn default() -> Self {
+        LoadLimits { max_nodes: 1_000_000, max_depth: 256 }
+    }
+}
+
+/// Loads a single-document YAML text with the default [`LoadLimits`].
+///
+/// An empty text loads as a null node.
+pub fn load(text: &str) -> Result<Node, YamlError> {
+    load_with_limits(text, LoadLimits::default())
+}
+
+/// Loads a single-document YAML text.
+pub fn load_with_limits(text: &str, limits: LoadLimits) -> Result<Node, YamlError> {
+    let mut builder = Builder { limits, stack: Vec::new(), anchors: HashMap::new(), node_count: 0 };
+    let mut document: Option<Node> = None;
+    let mut documents_seen = 0usize;
+    for item in Parser::new_from_str(text) {
+        let (event, span) = item.map_err(|error| YamlError {
+            message: error.info().to_owned(),
+            position: position_of(error.marker()),
+        })?;
+        match event {
+            Event::DocumentStart(_) => {
+                documents_seen += 1;
+                if documents_seen > 1 {
+                    return Err(YamlError {
+                        message: "found a second YAML document (after `---`); a batch spec is a single document".to_owned(),
+                        position: position_of(&span.start),
+                    });
+                }
+            }
+            Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => {}
+            Event::Alias(anchor_id) => {
+                let node = builder.alias(anchor_id, span)?;
+                if let Some(done) = builder.push_value(node)? {
+                    document = Some(done);
+                }
+            }
+            Event::Scalar(text, style, anchor_id, tag) => {
+                let node = scalar_node(&text, style, tag.as_deref(), span)?;
+                builder.count(1, span)?;
+                builder.remember(anchor_id, &node);
+                if let Some(done) = builder.push_value(node)? {
+                    document = Some(done);
+                }
+            }
+            Event::SequenceStart(anchor_id, _) => {
+                builder.open(Frame::Sequence { items: Vec::new(), start: span, anchor_id })?;
+            }
+            Event::MappingStart(anchor_id, _) => {
+                builder.open(Frame::Mapping {
+                    entries: Vec::new(),
+                    pending_key: None,
+                    merges: Vec::new(),
+                    start: span,
+                    anchor_id,
+                })?;
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let node = builder.close(span)?;
+                if let Some(done) = builder.push_value(node)? {
+                    document = Some(done);
+                }
+            }
+        }
+    }
+    Ok(document.unwrap_or(Node {
+        value: Value::Null,
+        span: Span { start: Position { line: 1, column: 1, char_offset: 0 }, end: Position { line: 1, column: 1, char_offset: 0 } },
+    }))
+}
+
+enum Frame {
+    Sequence {
+        items: Vec<Node>,
+        start: ParserSpan,
+        anchor_id: usize,
+    },
+    Mapping {
+        entries: Vec<(Node, Node)>,
+        pending_key: Option<Node>,
+        /// Values of `<<` keys, applied when the mapping ends.
+        merges: Vec<Node>,
+        start: ParserSpan,
+        anchor_id: usize,
+    },
+}
+
+struct Builder {
+    limits: LoadLimits,
+    stack: Vec<Frame>,
+    anchors: HashMap<usize, (Node, usize)>,
+    node_count: usize,
+}
+
+impl Builder {
+    fn count(&mut self, nodes: usize, span: ParserSpan) -> Result<(), YamlError> {
+        self.node_count = self.node_count.saturating_add(nodes);
+        if self.node_count > self.limits.max_nodes {
+            return Err(YamlError {
+                message: format!(
+                    "the document expands to more than {} nodes (through aliases or sheer size); refusing to load it",
+                    self.limits.max_nodes
+                ),
+                position: position_of(&span.start),
+            });
+        }
+        Ok(())
+    }
+
+    fn remember(&mut self, anchor_id: usize, node: &Node) {
+        if anchor_id != 0 {
+            self.anchors.insert(anchor_id, (node.clone(), count_nodes(node)));
+        }
+    }
+
+    fn alias(&mut self, anchor_id: usize, span: ParserSpan) -> Result<Node, YamlError> {
+        let Some((node, size)) = self.anchors.get(&anchor_id) else {
+            return Err(YamlError {
+                message: "alias refers to an anchor that is not defined before it".to_owned(),
+                position: position_of(&span.start),
+            });
+        };
+        let (node, size) = (node.clone(), *size);
+        self.count(size, span)?;
+        Ok(node)
+    }
+
+    fn open(&mut self, frame: Frame) -> Result<(), YamlError> {
+        if self.stack.len() >= self.limits.max_depth {
+            let start = match &frame {
+                Frame::Sequence { start, .. } | Frame::Mapping { start, .. } => *start,
+            };
+            return Err(YamlError {
+                message: format!("nesting deeper than {} levels", self.limits.max_depth),
+                position: position_of(&start.start),
+            });
+        }
+        self.stack.push(frame);
+        Ok(())
+    }
+
+    fn close(&mut self, end: ParserSpan) -> Result<Node, YamlError> {
+        let frame = self.stack.pop().ok_or_else(|| YamlError {
+            message: "unbalanced end of a collection".to_owned(),
+            position: position_of(&end.start),
+        })?;
+        self.count(1, end)?;
+        let (node, anchor_id) = match frame {
+            Frame::Sequence { items, start, anchor_id } => {
+                (Node { value: Value::Sequence(items), span: span_of(start.start, end.end) }, anchor_id)
+            }
+            Frame::Mapping { mut entries, merges, start, anchor_id, .. } => {
+                apply_merges(&mut entries, merges)?;
+                (Node { value: Value::Mapping(entries), span: span_of(start.start, end.end) }, anchor_id)
+            }
+        };
+        self.remember(anchor_id, &node);
+        Ok(node)
+    }
+
+    /// Adds a finished node to the collection being built, or returns it as the document.
+    fn push_value(&mut self, node: Node) -> Result<Option<Node>, YamlError> {
+        let Some(frame) = self.stack.last_mut() else {
+            return Ok(Some(node));
+        };
+        match frame {
+            Frame::Sequence { items, .. } => items.push(node),
+            Frame::Mapping { entries, pending_key, merges, .. } => match pending_key.take() {
+                None => *pending_key = Some(node),
+                Some(key) => {
+                    if is_merge_key(&key) {
+                        merges.push(node);
+                    } else {
+                        if let Some((first, _)) = entries.iter().find(|(existing, _)| same_key(existing, &key)) {
+                            return Err(YamlError {
+                                message: format!(
+                                    "duplicate key `{}` (first defined at line {}, column {})",
+                                    key.key_text(),
+                                    first.span.start.line,
+                                    first.span.start.column
+                                ),
+                                position: key.span.start,
+                            });
+                        }
+                        entries.push((key, node));
+                    }
+                }
+            },
+        }
+        Ok(None)
+    }
+}
+
+fn is_merge_key(key: &Node) -> bool {
+    matches!(&key.value, Value::String { text, style: ScalarStyle::Plain } if text == "<<")
+}
+
+fn same_key(left: &Node, right: &Node) -> bool {
+    match (&left.value, &right.value) {
+        (Value::String { text: a, .. }, Value::String { text: b, .. }) => a == b,
+        (Value::String { .. }, _) | (_, Value::String { .. }) => false,
+        (a, b) => std::mem::discriminant(a) == std::mem::discriminant(b) && left.key_text() == right.key_text(),
+    }
+}
+
+/// Applies `<<` merge sources: a mapping, or a list of mappings whose earlier items win.
+fn apply_merges(entries: &mut Vec<(Node, Node)>, merges: Vec<Node>) -> Result<(), YamlError> {
+    for merge in merges {
+        let sources: Vec<Node> = match merge.value {
+            Value::Mapping(_) => vec![merge],
+            Value::Sequence(items) => items,
+            _ => {
+                return Err(YamlError {
+                    message: "a merge key `<<` needs a mapping or a list of mappings as its value".to_owned(),
+                    position: merge.span.start,
+                });
+            }
+        };
+        for source in sources {
+            let Value::Mapping(source_entries) = source.value else {
+                return Err(YamlError {
+                    message: "a merge key `<<` needs a mapping or a list of mappings as its value".to_owned(),
+                    position: source.span.start,
+                });
+            };
+            for (key, value) in source_entries {
+                if !entries.iter().any(|(existing, _)| same_key(existing, &key)) {
+                    entries.push((key, value));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn scalar_node(text: &str, style: ParserScalarStyle, tag: Option<&Tag>, span: ParserSpan) -> Result<Node, YamlError> {
+    let style = match style {
+        ParserScalarStyle::Plain => ScalarStyle::Plain,
+        ParserScalarStyle::SingleQuoted => ScalarStyle::SingleQuoted,
+        ParserScalarStyle::DoubleQuoted => ScalarStyle::DoubleQuoted,
+        ParserScalarStyle::Literal => ScalarStyle::Literal,
+        ParserScalarStyle::Folded => ScalarStyle::Folded,
+    };
+    let string = || Value::String { text: text.to_owned(), style };
+    let value = match tag {
+        None if style == ScalarStyle::Plain => resolve_plain(text, style),
+        None => string(),
+        Some(tag) if tag.is_yaml_core_schema() => {
+            let invalid = || YamlError {
+                message: format!("`{text}` is not a valid !!{}", tag.suffix),
+                position: position_of(&span.start),
+            };
+            match tag.suffix.as_str() {
+                "str" => string(),
+                "null" if is_null(text) => Value::Null,
+                "bool" => match text {
+                    "true" | "True" | "TRUE" => Value::Bool(true),
+                    "false" | "False" | "FALSE" => Value::Bool(false),
+                    _ => return Err(invalid()),
+                },
+                "int" => parse_int(text).ok_or_else(invalid)?,
+                "float" => match parse_int(text) {
+                    Some(Value::Int(number)) => Value::Float(number as f64),
+                    _ => Value::Float(parse_float(text).ok_or_else(invalid)?),
+                },
+                _ => return Err(invalid()),
+            }
+        }
+        // Application tags (`!foo`) and the non-specific `!` mean nothing to a batch spec;
+        // keep the text.
+        Some(_) => string(),
+    };
+    Ok(Node { value, span: span_of(span.start, span.end) })
+}
+
+fn count_nodes(node: &Node) -> usize {
+    let mut total = 0usize;
+    let mut pending = vec![node];
+    while let Some(current) = pending.pop() {
+        total += 1;
+        match &current.value {
+            Value::Sequence(items) => pending.extend(items.iter()),
+            Value::Mapping(entries) => {
+                for (key, value) in entries {
+                    pending.push(key);
+                    pending.push(value);
+                }
+            }
+            _ => {}
+        }
+    }
+    total
+}
+
+fn position_of(marker: &saphyr_parser::Marker) -> Position {
+    Position { line: marker.line(), column: marker.col() + 1, char_offset: marker.index() }
+}
+
+fn span_of(start: saphyr_parser::Marker, end: saphyr_parser::Marker) -> Span {
+    Span { start: position_of(&start), end: position_of(&end) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(text: &str) -> serde_json::Value {
+        load(text).expect("test document loads").to_json()
+    }
+
+    fn error(text: &str) -> YamlError {
+        load(text).expect_err("test document must fail")
+    }
+
+    #[test]
+    fn on_key_is_a_string() {
+        assert_eq!(json("on:\n  - repository: a\n"), serde_json::json!({"on": [{"repository": "a"}]}));
+    }
+
+    #[test]
+    fn anchors_aliases_and_merge_keys() {
+        let text = "base: &base\n  container: alpine:3\n  run: echo\nsteps:\n  - <<: *base\n    run: override\n  - *base\n";
+        assert_eq!(
+            json(text),
+            serde_json::json!({
+                "base": {"container": "alpine:3", "run": "echo"},
+                "steps": [{"run": "override", "container": "alpine:3"}, {"container": "alpine:3", "run": "echo"}]
+            })
+        );
+    }
+
+    #[test]
+    fn merge_list_earlier_sources_win() {
+        let text = "a: &a {x: 1}\nb: &b {x: 2, y: 2}\nc:\n  <<: [*a, *b]\n";
+        assert_eq!(json(text)["c"], serde_json::json!({"x": 1, "y": 2}));
+    }
+
+    #[test]
+    fn positions_are_one_based_lines_and_columns() {
+        let node = load("name: x\nsteps:\n  - run: hi\n").expect("loads");
+        let run = &node.get("steps").expect("steps").as_sequence().expect("list")[0];
+        let value = run.get("run").expect("run");
+        assert_eq!((value.span.start.line, value.span.start.column), (3, 10));
+    }
+
+    #[test]
+    fn duplicate_keys_name_both_positions() {
+        let failure = error("name: a\nname: b\n");
+        assert_eq!(failure.position.line, 2);
+        assert!(failure.message.contains("first defined at line 1"), "{}", failure.message);
+    }
+
+    #[test]
+    fn billion_laughs_is_refused() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for level in 1..10 {
+            let previous = level - 1;
+            text.push_str(&format!("a{level}: &a{level} [*a{previous}, *a{previous}, *a{previous}, *a{previous}, *a{previous}, *a{previous}, *a{previous}, *a{previous}, *a{previous}, *a{previous}]\n"));
+        }
+        let failure = error(&text);
+        assert!(failure.message.contains("more than"), "{}", failure.message);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        let text = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        let failure = error(&text);
+        // Either our own depth limit or the parser's recursion guard stops it, with a message.
+        assert!(
+            failure.message.contains("nesting deeper") || failure.message.contains("recursion limit"),
+            "{}",
+            failure.message
+        );
+    }
+
+    #[test]
+    fn syntax_errors_have_positions() {
+        let failure = error("name: x\nsteps: [\n");
+        assert!(failure.position.line >= 2, "{failure:?}");
+    }
+
+    #[test]
+    fn second_document_is_an_error() {
+        let failure = error("name: a\n---\nname: b\n");
+        assert_eq!(failure.position.line, 2);
+    }
+
+    #[test]
+    fn tags_and_quotes() {
+        assert_eq!(json("a: !!str 12\nb: '12'\nc: !!int \"7\"\nd: !!float 1\n"), serde_json::json!({"a": "12", "b": "12", "c": 7, "d": 1.0}));
+        assert!(error("a: !!int x\n").message.contains("not a valid !!int"));
+    }
+
+    #[test]
+    fn empty_document_is_null() {
+        assert!(load("").expect("loads").is_null());
+        assert!(load("# only a comment\n").expect("loads").is_null());
+    }
+}
