@@ -34,6 +34,76 @@ pub fn load(text: &str) -> Result<Node, YamlError> {
 
 /// Loads a single-document YAML text.
 pub fn load_with_limits(text: &str, limits: LoadLimits) -> Result<Node, YamlError> {
+    let mut repaired: Option<String> = None;
+    // Each round can repair one quoted scalar; a document has a bounded number of them.
+    for _ in 0..64 {
+        let current = repaired.as_deref().unwrap_or(text);
+        match load_events(current, limits) {
+            Err(error) if error.message == UNINDENTED_QUOTED_SCALAR => {
+                match indent_quoted_scalar_continuations(current, error.position.char_offset) {
+                    Some(fixed) => repaired = Some(fixed),
+                    None => return Err(error),
+                }
+            }
+            result => return result,
+        }
+    }
+    load_events(repaired.as_deref().unwrap_or(text), limits)
+}
+
+/// The parser's message for a multi-line quoted scalar whose continuation lines are indented
+/// less than the YAML 1.2 grammar requires.
+const UNINDENTED_QUOTED_SCALAR: &str = "invalid indentation in quoted scalar";
+
+/// Indents the continuation lines of the quoted scalar that starts at `start_char` so that the
+/// YAML 1.2 parser accepts it.
+///
+/// Go's YAML library (libyaml), which Sourcegraph uses, accepts such scalars, and real specs
+/// rely on it (a top-level `description: "...` spanning several unindented lines). Leading
+/// whitespace of continuation lines is folded away in a quoted scalar, so indenting them
+/// changes no value; lines keep their numbers, so positions in errors stay right.
+fn indent_quoted_scalar_continuations(text: &str, start_char: usize) -> Option<String> {
+    let start_byte = text.char_indices().nth(start_char).map(|(index, _)| index)?;
+    let quote = text[start_byte..].chars().next().filter(|character| *character == '"' || *character == '\'')?;
+    let line_start = text[..start_byte].rfind('\n').map_or(0, |index| index + 1);
+    let wanted_indent = text[line_start..].chars().take_while(|character| *character == ' ').count() + 1;
+    let mut result = String::with_capacity(text.len() + 64);
+    result.push_str(&text[..start_byte + 1]);
+    let mut rest = text[start_byte + 1..].char_indices().peekable();
+    let body = &text[start_byte + 1..];
+    let mut end = None;
+    while let Some((index, character)) = rest.next() {
+        match character {
+            '\\' if quote == '"' => {
+                result.push(character);
+                if let Some((_, escaped)) = rest.next() {
+                    result.push(escaped);
+                }
+            }
+            '\'' if quote == '\'' && rest.peek().map(|(_, next)| *next) == Some('\'') => {
+                result.push_str("''");
+                rest.next();
+            }
+            character if character == quote => {
+                end = Some(index);
+                break;
+            }
+            '\n' => {
+                result.push('\n');
+                let indent = body[index + 1..].chars().take_while(|character| *character == ' ').count();
+                for _ in indent..wanted_indent {
+                    result.push(' ');
+                }
+            }
+            other => result.push(other),
+        }
+    }
+    let end = end?;
+    result.push_str(&body[end..]);
+    Some(result)
+}
+
+fn load_events(text: &str, limits: LoadLimits) -> Result<Node, YamlError> {
     let mut builder = Builder { limits, stack: Vec::new(), anchors: HashMap::new(), node_count: 0 };
     let mut document: Option<Node> = None;
     let mut documents_seen = 0usize;
@@ -413,6 +483,14 @@ mod tests {
     fn tags_and_quotes() {
         assert_eq!(json("a: !!str 12\nb: '12'\nc: !!int \"7\"\nd: !!float 1\n"), serde_json::json!({"a": "12", "b": "12", "c": 7, "d": 1.0}));
         assert!(error("a: !!int x\n").message.contains("not a valid !!int"));
+    }
+
+    #[test]
+    fn unindented_quoted_continuation_lines_are_accepted_like_go_yaml() {
+        let text = "name: x\ndescription: \"first line\n\nsecond `line`\nthird\"\non: []\n";
+        let node = load(text).expect("loads");
+        assert_eq!(node.get("description").and_then(Node::as_str), Some("first line\nsecond `line` third"));
+        assert_eq!(node.get("on").map(|on| on.span.start.line), Some(6));
     }
 
     #[test]

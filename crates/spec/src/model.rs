@@ -1,0 +1,177 @@
+//! The typed batch spec: what a valid spec means, after every check has passed.
+//!
+//! These types can only be built by the validator in this crate (or deserialized from JSON
+//! that it produced), so the rest of the system never handles an unchecked spec. Field names
+//! serialize in Sourcegraph's camelCase so that stored specs read like the YAML users wrote.
+
+use serde::{Deserialize, Serialize};
+
+use crate::published::Published;
+
+/// A parsed and validated batch spec.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchSpec {
+    /// Schema version: 1 (default) or 2 (keyword search by default in `repositoriesMatchingQuery`).
+    pub version: u8,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub on: Vec<OnEntry>,
+    #[serde(default)]
+    pub workspaces: Vec<WorkspaceConfiguration>,
+    #[serde(default)]
+    pub steps: Vec<Step>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform_changes: Option<TransformChanges>,
+    #[serde(default)]
+    pub import_changesets: Vec<ImportChangeset>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changeset_template: Option<ChangesetTemplate>,
+}
+
+/// One entry of `on`: a search query, or one repository with optional branches.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum OnEntry {
+    #[serde(rename_all = "camelCase")]
+    Query { repositories_matching_query: String },
+    Repository {
+        repository: String,
+        /// Empty means the repository's default branch. `branch: x` is stored as `[x]`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        branches: Vec<String>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkspaceConfiguration {
+    pub root_at_location_of: String,
+    /// Glob over repository names; empty means every repository.
+    #[serde(default, rename = "in")]
+    pub in_repositories: String,
+    #[serde(default)]
+    pub only_fetch_workspace: bool,
+}
+
+/// One step: a shell script run in a container.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Step {
+    pub run: String,
+    pub container: String,
+    #[serde(default)]
+    pub env: Vec<EnvironmentVariable>,
+    /// Container path → content (templated), in the order written.
+    #[serde(default)]
+    pub files: Vec<(String, String)>,
+    /// Output name → definition, in the order written.
+    #[serde(default)]
+    pub outputs: Vec<(String, Output)>,
+    /// The `if:` condition as Sourcegraph normalises it: `true`/`false` for booleans, the
+    /// string itself, or empty when absent.
+    #[serde(default, rename = "if", skip_serializing_if = "String::is_empty")]
+    pub if_condition: String,
+    #[serde(default)]
+    pub mount: Vec<Mount>,
+}
+
+/// An environment variable of a step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EnvironmentVariable {
+    pub name: String,
+    /// `None` for a bare name: the value comes from outside the spec (server-side, an
+    /// executor secret of that name).
+    pub value: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Output {
+    pub value: String,
+    pub format: OutputFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    Text,
+    Json,
+    Yaml,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Mount {
+    pub path: String,
+    pub mountpoint: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TransformChanges {
+    pub group: Vec<TransformGroup>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TransformGroup {
+    pub directory: String,
+    pub branch: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportChangeset {
+    pub repository: String,
+    /// Pull request numbers or ids, as strings (`120` and `"120"` mean the same).
+    #[serde(rename = "externalIDs")]
+    pub external_ids: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangesetTemplate {
+    pub title: String,
+    #[serde(default)]
+    pub body: String,
+    pub branch: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fork: Option<bool>,
+    pub commit: CommitTemplate,
+    #[serde(default)]
+    pub published: Published,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CommitTemplate {
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<CommitAuthor>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CommitAuthor {
+    pub name: String,
+    pub email: String,
+}
+
+impl Step {
+    /// Names of the environment variables whose values come from outside the spec.
+    pub fn outer_variable_names(&self) -> impl Iterator<Item = &str> {
+        self.env.iter().filter(|variable| variable.value.is_none()).map(|variable| variable.name.as_str())
+    }
+}
+
+impl BatchSpec {
+    /// Every outer (secret) variable name the steps use, deduplicated, in first-use order.
+    pub fn required_outer_variables(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        for name in self.steps.iter().flat_map(Step::outer_variable_names) {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        names
+    }
+}
