@@ -695,6 +695,7 @@ fn check_imports(checker: &mut Checker<'_>, node: &Node) -> Vec<ImportChangeset>
             continue;
         };
         let mut external_ids: Vec<String> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for (id_index, id) in checker.list(ids_node, &ids_path, "pull request numbers").iter().enumerate() {
             let id_path = format!("{ids_path}[{id_index}]");
             let text = match &id.value {
@@ -705,7 +706,7 @@ fn check_imports(checker: &mut Checker<'_>, node: &Node) -> Vec<ImportChangeset>
                     continue;
                 }
             };
-            if external_ids.contains(&text) {
+            if !seen.insert(text.clone()) {
                 checker.error(&id_path, id, format!("`{text}` is listed twice"));
                 continue;
             }

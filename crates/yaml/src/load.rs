@@ -145,6 +145,7 @@ fn load_events(text: &str, limits: LoadLimits) -> Result<Node, YamlError> {
                     entries: Vec::new(),
                     pending_key: None,
                     merges: Vec::new(),
+                    string_keys: HashMap::new(),
                     start: span,
                     anchor_id,
                 })?;
@@ -174,6 +175,8 @@ enum Frame {
         pending_key: Option<Node>,
         /// Values of `<<` keys, applied when the mapping ends.
         merges: Vec<Node>,
+        /// Positions of the string keys seen so far, so duplicate detection stays linear.
+        string_keys: HashMap<String, Position>,
         start: ParserSpan,
         anchor_id: usize,
     },
@@ -259,19 +262,26 @@ impl Builder {
         };
         match frame {
             Frame::Sequence { items, .. } => items.push(node),
-            Frame::Mapping { entries, pending_key, merges, .. } => match pending_key.take() {
+            Frame::Mapping { entries, pending_key, merges, string_keys, .. } => match pending_key.take() {
                 None => *pending_key = Some(node),
                 Some(key) => {
                     if is_merge_key(&key) {
                         merges.push(node);
                     } else {
-                        if let Some((first, _)) = entries.iter().find(|(existing, _)| same_key(existing, &key)) {
+                        let first = match &key.value {
+                            Value::String { text, .. } => string_keys.insert(text.clone(), key.span.start),
+                            _ => entries
+                                .iter()
+                                .find(|(existing, _)| same_key(existing, &key))
+                                .map(|(existing, _)| existing.span.start),
+                        };
+                        if let Some(first) = first {
                             return Err(YamlError {
                                 message: format!(
                                     "duplicate key `{}` (first defined at line {}, column {})",
                                     key.key_text(),
-                                    first.span.start.line,
-                                    first.span.start.column
+                                    first.line,
+                                    first.column
                                 ),
                                 position: key.span.start,
                             });
