@@ -1,0 +1,451 @@
+//! Container runtimes: run one step's script in a container (podman or docker through their
+//! CLI) or, by explicit opt-in, directly on the machine (`process`).
+//!
+//! The CLI rather than an API socket, because podman needs no daemon that way, the commands
+//! in the logs can be pasted into a terminal, and docker and podman take the same flags.
+//! Isolation defaults: no network unless the step asks for it, never privileged, resource
+//! limits when configured, and the workspace the only writable mount; the script, files and
+//! environment are mounted read-only. Environment values go through an `--env-file`, never
+//! argv, so secrets do not show in `ps`.
+//!
+//! Failures of the runtime itself (not the step) are turned into messages that say how to
+//! fix them, including the two that these VMs need (see `../shared/ENVIRONMENT.md`): crun
+//! refusing hybrid cgroups (use runc) and `setrlimit` being forbidden (lower ulimits).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::Command;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Which runtime runs steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuntimeKind {
+    Podman,
+    Docker,
+    /// No isolation: the script runs as a process of the executor, in the workspace.
+    Process,
+}
+
+impl RuntimeKind {
+    pub fn parse(text: &str) -> Option<RuntimeKind> {
+        match text {
+            "podman" => Some(RuntimeKind::Podman),
+            "docker" => Some(RuntimeKind::Docker),
+            "process" => Some(RuntimeKind::Process),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RuntimeKind::Podman => "podman",
+            RuntimeKind::Docker => "docker",
+            RuntimeKind::Process => "process",
+        }
+    }
+}
+
+/// Settings that apply to every container an executor starts.
+#[derive(Clone, Debug)]
+pub struct RuntimeSettings {
+    pub kind: RuntimeKind,
+    /// The container CLI binary (`podman`, `docker`, or a path).
+    pub binary: PathBuf,
+    /// podman's OCI runtime (`--runtime`), e.g. `runc` on hosts where crun fails.
+    pub oci_runtime: Option<String>,
+    /// `--ulimit` values, e.g. `nofile=1024:1024`, for hosts that forbid raising limits.
+    pub ulimits: Vec<String>,
+    /// CPU limit per container (`--cpus`).
+    pub cpus: Option<f64>,
+    /// Memory limit per container in bytes (`--memory`).
+    pub memory_bytes: Option<u64>,
+    /// Label put on every container, so a restarted executor can remove what it left behind.
+    pub owner_label: String,
+}
+
+impl RuntimeSettings {
+    /// Settings for a runtime kind, detecting what this host needs.
+    pub async fn detect(kind: RuntimeKind, owner_label: &str) -> Result<RuntimeSettings, RuntimeError> {
+        let binary = PathBuf::from(kind.name());
+        let mut settings = RuntimeSettings {
+            kind,
+            binary,
+            oci_runtime: None,
+            ulimits: Vec::new(),
+            cpus: None,
+            memory_bytes: None,
+            owner_label: owner_label.to_owned(),
+        };
+        if kind == RuntimeKind::Process {
+            return Ok(settings);
+        }
+        let version = Command::new(&settings.binary).arg("--version").output().await.map_err(|error| {
+            RuntimeError::Unavailable(format!(
+                "cannot run `{}`: {error}. Install it (Debian: apt-get install podman runc), or choose another runtime with --runtime",
+                kind.name()
+            ))
+        })?;
+        if !version.status.success() {
+            return Err(RuntimeError::Unavailable(format!("`{} --version` failed: {}", kind.name(), String::from_utf8_lossy(&version.stderr).trim())));
+        }
+        if kind == RuntimeKind::Podman {
+            // crun (podman's default) refuses hybrid cgroup hierarchies; runc works there.
+            let info = Command::new(&settings.binary)
+                .args(["info", "--format", "{{.Host.OCIRuntime.Name}} {{.Host.CgroupsVersion}}"])
+                .output()
+                .await
+                .map_err(|error| RuntimeError::Unavailable(format!("`podman info` failed: {error}")))?;
+            let info = String::from_utf8_lossy(&info.stdout).to_string();
+            let cgroups_v1_or_hybrid = info.split_whitespace().nth(1).is_some_and(|version| version != "v2");
+            if cgroups_v1_or_hybrid && info.starts_with("crun") && which("runc").is_some() {
+                settings.oci_runtime = Some("runc".to_owned());
+            }
+            // Some VMs forbid raising RLIMIT_NOFILE/NPROC to podman's defaults.
+            settings.ulimits = vec!["nofile=1024:1024".to_owned(), "nproc=1024:1024".to_owned()];
+        }
+        Ok(settings)
+    }
+}
+
+/// Finds an executable on PATH.
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|directory| directory.join(name)).find(|candidate| candidate.is_file())
+}
+
+/// One step to run.
+#[derive(Clone, Debug)]
+pub struct StepInvocation {
+    /// Unique name for the container (also used for clean-up).
+    pub container_name: String,
+    pub image: String,
+    /// The script, already rendered. Run with `/bin/sh`.
+    pub script: String,
+    /// The workspace on the host, mounted at `/work`.
+    pub workspace: PathBuf,
+    /// The step's working directory relative to the workspace ("" for the root).
+    pub working_directory: String,
+    pub environment: Vec<(String, String)>,
+    /// Files to mount read-only: (container path, content).
+    pub files: Vec<(String, Vec<u8>)>,
+    /// Scratch space on the host for the script, env file and files of this step.
+    pub scratch: PathBuf,
+    pub network: bool,
+    pub timeout: Option<Duration>,
+}
+
+/// A line of output from a running step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutputLine {
+    Stdout(String),
+    Stderr(String),
+}
+
+/// How a step ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepExit {
+    /// The script's exit code; `None` when it was killed (timeout, cancel).
+    pub exit_code: Option<i32>,
+    pub duration: Duration,
+    pub timed_out: bool,
+    pub canceled: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RuntimeError {
+    /// The runtime cannot be used at all on this machine.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The image is missing and cannot be pulled, or is for another architecture.
+    #[error("{0}")]
+    Image(String),
+    /// The runtime failed to start the container (not the step failing).
+    #[error("{0}")]
+    Start(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Runs one step, sending each output line as it appears.
+pub async fn run_step(
+    settings: &RuntimeSettings,
+    invocation: &StepInvocation,
+    output: mpsc::UnboundedSender<OutputLine>,
+    cancel: CancellationToken,
+) -> Result<StepExit, RuntimeError> {
+    tokio::fs::create_dir_all(&invocation.scratch)
+        .await
+        .map_err(|error| RuntimeError::Io(format!("creating {}: {error}", invocation.scratch.display())))?;
+    let script_path = invocation.scratch.join("step.sh");
+    write_file(&script_path, invocation.script.as_bytes()).await?;
+    let mut command = match settings.kind {
+        RuntimeKind::Process => process_command(invocation, &script_path).await?,
+        RuntimeKind::Podman | RuntimeKind::Docker => container_command(settings, invocation, &script_path).await?,
+    };
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    // Its own process group, so a timeout or cancel kills the script's children too (a
+    // killed shell would otherwise leave `sleep` holding the output pipes open).
+    command.process_group(0);
+    let started = Instant::now();
+    let mut child = command
+        .spawn()
+        .map_err(|error| RuntimeError::Start(format!("starting {}: {error}", settings.binary.display())))?;
+    let stdout = child.stdout.take().expect("stdout was piped");
+    let stderr = child.stderr.take().expect("stderr was piped");
+    // Container runtimes print their own failures on stderr; keep the tail to explain them.
+    let (stderr_tail_sender, mut stderr_tail) = mpsc::unbounded_channel::<String>();
+    let stdout_task = tokio::spawn(forward_lines(stdout, output.clone(), OutputLine::Stdout, None));
+    let stderr_task = tokio::spawn(forward_lines(stderr, output, OutputLine::Stderr, Some(stderr_tail_sender)));
+
+    let timeout = invocation.timeout.unwrap_or(Duration::from_secs(24 * 3600));
+    let (status, timed_out, canceled) = tokio::select! {
+        status = child.wait() => (Some(status.map_err(|error| RuntimeError::Io(format!("waiting for the step: {error}")))?), false, false),
+        _ = tokio::time::sleep(timeout) => (None, true, false),
+        _ = cancel.cancelled() => (None, false, true),
+    };
+    if status.is_none() {
+        if let Some(process_id) = child.id() {
+            kill_process_group(process_id);
+        }
+        let _ = child.start_kill();
+        if settings.kind != RuntimeKind::Process {
+            remove_container(settings, &invocation.container_name).await;
+        }
+        let _ = child.wait().await;
+    }
+    // Output readers end when every writer is gone; bound the wait in case something
+    // detached still holds a pipe.
+    let _ = tokio::time::timeout(Duration::from_secs(5), stdout_task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), stderr_task).await;
+    let duration = started.elapsed();
+    let exit_code = status.and_then(|status| status.code());
+    if settings.kind != RuntimeKind::Process && exit_code.is_some_and(|code| code >= 125) {
+        // 125-127 are the runtime's own failures (docker run's documented codes), unless
+        // the script itself used them; decide from what the runtime printed.
+        let mut tail = Vec::new();
+        while let Ok(line) = stderr_tail.try_recv() {
+            tail.push(line);
+        }
+        if let Some(problem) = explain_runtime_failure(settings, &invocation.image, &tail.join("\n")) {
+            return Err(problem);
+        }
+    }
+    Ok(StepExit { exit_code, duration, timed_out, canceled })
+}
+
+fn kill_process_group(process_id: u32) {
+    // SAFETY: kill(2) with a negative pid signals a process group; it has no memory effects.
+    unsafe {
+        libc::kill(-(process_id as i32), libc::SIGKILL);
+    }
+}
+
+async fn write_file(path: &Path, content: &[u8]) -> Result<(), RuntimeError> {
+    tokio::fs::write(path, content).await.map_err(|error| RuntimeError::Io(format!("writing {}: {error}", path.display())))
+}
+
+async fn process_command(invocation: &StepInvocation, script_path: &Path) -> Result<Command, RuntimeError> {
+    // Without containers, `files` are written to scratch space and their container paths
+    // cannot exist; absolute targets are refused rather than written over the host.
+    if let Some((target, _)) = invocation.files.first() {
+        return Err(RuntimeError::Start(format!(
+            "the process runtime cannot provide the file {target} (steps' `files` need a container runtime); use --runtime podman or docker"
+        )));
+    }
+    let mut command = Command::new("/bin/sh");
+    command.arg(script_path);
+    let directory = invocation.workspace.join(&invocation.working_directory);
+    command.current_dir(directory).env_clear();
+    command.env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    command.env("HOME", &invocation.scratch);
+    for (name, value) in &invocation.environment {
+        command.env(name, value);
+    }
+    Ok(command)
+}
+
+async fn container_command(
+    settings: &RuntimeSettings,
+    invocation: &StepInvocation,
+    script_path: &Path,
+) -> Result<Command, RuntimeError> {
+    let env_file = invocation.scratch.join("step.env");
+    let mut env_text = String::new();
+    for (name, value) in &invocation.environment {
+        if value.contains('\n') {
+            return Err(RuntimeError::Start(format!(
+                "the environment variable {name} has a newline in its value, which container runtimes cannot pass; put multi-line content in `files` instead"
+            )));
+        }
+        env_text.push_str(&format!("{name}={value}\n"));
+    }
+    write_file(&env_file, env_text.as_bytes()).await?;
+
+    let mut command = Command::new(&settings.binary);
+    if let Some(oci_runtime) = &settings.oci_runtime {
+        command.args(["--runtime", oci_runtime]);
+    }
+    command.args(["run", "--rm", "--init", "--pull=never", "--name", &invocation.container_name]);
+    command.args(["--label", &format!("flotilla.owner={}", settings.owner_label)]);
+    if !invocation.network {
+        command.args(["--network", "none"]);
+    }
+    for limit in &settings.ulimits {
+        command.args(["--ulimit", limit]);
+    }
+    if let Some(cpus) = settings.cpus {
+        command.args(["--cpus", &cpus.to_string()]);
+    }
+    if let Some(memory) = settings.memory_bytes {
+        command.args(["--memory", &memory.to_string()]);
+    }
+    command.args(["--env-file"]).arg(&env_file);
+    command.arg("-v").arg(format!("{}:/work", invocation.workspace.display()));
+    command.arg("-v").arg(format!("{}:/flotilla-step.sh:ro", script_path.display()));
+    for (index, (target, content)) in invocation.files.iter().enumerate() {
+        let host = invocation.scratch.join(format!("file-{index}"));
+        write_file(&host, content).await?;
+        command.arg("-v").arg(format!("{}:{target}:ro", host.display()));
+    }
+    let working_directory = if invocation.working_directory.is_empty() {
+        "/work".to_owned()
+    } else {
+        format!("/work/{}", invocation.working_directory)
+    };
+    command.args(["-w", &working_directory, "--entrypoint", "/bin/sh", &invocation.image, "/flotilla-step.sh"]);
+    Ok(command)
+}
+
+async fn forward_lines<Reader: AsyncRead + Unpin>(
+    reader: Reader,
+    output: mpsc::UnboundedSender<OutputLine>,
+    wrap: fn(String) -> OutputLine,
+    tail: Option<mpsc::UnboundedSender<String>>,
+) {
+    let mut lines = BufReader::new(reader);
+    let mut buffer = Vec::new();
+    loop {
+        buffer.clear();
+        match lines.read_until(b'\n', &mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let line = String::from_utf8_lossy(&buffer).trim_end_matches(['\n', '\r']).to_owned();
+                if let Some(tail) = &tail {
+                    let _ = tail.send(line.clone());
+                }
+                let _ = output.send(wrap(line));
+            }
+        }
+    }
+}
+
+/// Turns what a container runtime printed into a message that says how to fix it, if it
+/// is a runtime failure rather than the step's own output.
+pub fn explain_runtime_failure(settings: &RuntimeSettings, image: &str, stderr: &str) -> Option<RuntimeError> {
+    let runtime = settings.kind.name();
+    if stderr.contains("cgroups in hybrid mode not supported") || stderr.contains("crun: cgroups") {
+        return Some(RuntimeError::Unavailable(format!(
+            "{runtime}'s OCI runtime crun cannot run containers on this machine's hybrid cgroup layout: install runc (apt-get install runc) and set `runtime = \"runc\"` under [engine] in /etc/containers/containers.conf"
+        )));
+    }
+    if stderr.contains("setrlimit") && stderr.contains("operation not permitted") {
+        return Some(RuntimeError::Unavailable(format!(
+            "this machine forbids raising file or process limits inside containers: set `default_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]` under [containers] in /etc/containers/containers.conf (or run the executor with {runtime}, which passes them)"
+        )));
+    }
+    let lower = stderr.to_ascii_lowercase();
+    if lower.contains("image not known")
+        || lower.contains("no such image")
+        || lower.contains("unable to find image")
+        || (lower.contains("pull") && (lower.contains("never") || lower.contains("denied") || lower.contains("not found")))
+    {
+        return Some(RuntimeError::Image(format!(
+            "the image {image} is not on this executor and cannot be pulled: load it with `{runtime} load`/`{runtime} import`, or pull it where a registry is reachable"
+        )));
+    }
+    if lower.contains("exec format error") || lower.contains("does not match the specified platform") || lower.contains("image platform") {
+        return Some(RuntimeError::Image(format!(
+            "the image {image} is built for another architecture than this executor ({}); build it for linux/{} (e.g. docker build --platform linux/{})",
+            std::env::consts::ARCH,
+            docker_architecture(),
+            docker_architecture()
+        )));
+    }
+    if lower.contains("error") && (lower.contains("oci runtime") || lower.contains("container create failed")) {
+        let last = stderr.lines().last().unwrap_or_default();
+        return Some(RuntimeError::Start(format!("{runtime} could not start the container: {last}")));
+    }
+    None
+}
+
+/// This machine's architecture as container images name it.
+pub fn docker_architecture() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+/// Removes a container by name, ignoring errors (it may already be gone).
+pub async fn remove_container(settings: &RuntimeSettings, name: &str) {
+    let _ = Command::new(&settings.binary).args(["rm", "--force", "--time", "0", name]).output().await;
+}
+
+/// Removes every container an earlier run of this executor left behind (after a crash).
+pub async fn remove_leftover_containers(settings: &RuntimeSettings) -> Result<usize, RuntimeError> {
+    if settings.kind == RuntimeKind::Process {
+        return Ok(0);
+    }
+    let listed = Command::new(&settings.binary)
+        .args(["ps", "--all", "--quiet", "--filter", &format!("label=flotilla.owner={}", settings.owner_label)])
+        .output()
+        .await
+        .map_err(|error| RuntimeError::Io(format!("listing containers: {error}")))?;
+    let names: Vec<String> = String::from_utf8_lossy(&listed.stdout).lines().map(str::to_owned).filter(|line| !line.is_empty()).collect();
+    for name in &names {
+        remove_container(settings, name).await;
+    }
+    Ok(names.len())
+}
+
+/// The architecture an image was built for, if the runtime knows the image.
+pub async fn image_architecture(settings: &RuntimeSettings, image: &str) -> Result<Option<String>, RuntimeError> {
+    if settings.kind == RuntimeKind::Process {
+        return Ok(None);
+    }
+    let output = Command::new(&settings.binary)
+        .args(["image", "inspect", "--format", "{{.Architecture}}", image])
+        .output()
+        .await
+        .map_err(|error| RuntimeError::Io(format!("inspecting the image {image}: {error}")))?;
+    if !output.status.success() {
+        return Ok(None);
+    }
+    let architecture = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    Ok((!architecture.is_empty()).then_some(architecture))
+}
+
+/// Checks before running that an image is present and for this architecture, so that the
+/// failure message is precise.
+pub async fn check_image(settings: &RuntimeSettings, image: &str) -> Result<(), RuntimeError> {
+    if settings.kind == RuntimeKind::Process {
+        return Ok(());
+    }
+    match image_architecture(settings, image).await? {
+        None => Err(RuntimeError::Image(format!(
+            "the image {image} is not on this executor and cannot be pulled: load it with `{runtime} load`/`{runtime} import`, or pull it where a registry is reachable",
+            runtime = settings.kind.name()
+        ))),
+        Some(architecture) if !architecture.is_empty() && architecture != docker_architecture() => Err(RuntimeError::Image(format!(
+            "the image {image} is built for linux/{architecture}, but this executor runs linux/{}: rebuild it with --platform linux/{}",
+            docker_architecture(),
+            docker_architecture()
+        ))),
+        Some(_) => Ok(()),
+    }
+}

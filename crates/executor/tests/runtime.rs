@@ -1,0 +1,174 @@
+//! The container runtimes against real podman (with an image built in the test from local
+//! files and tagged `alpine:3`, since no registry is reachable) and the process runtime.
+
+use std::path::Path;
+use std::time::Duration;
+
+use flotilla_executor::runtime::{
+    OutputLine, RuntimeError, RuntimeKind, RuntimeSettings, StepInvocation, check_image, remove_leftover_containers, run_step,
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Builds a busybox image and tags it `alpine:3`, once per machine (idempotent).
+async fn ensure_test_image() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/build-test-image");
+    let output = tokio::process::Command::new("bash").arg(&script).output().await.expect("run build-test-image");
+    assert!(output.status.success(), "building the test image failed: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// Podman settings, or `None` (with a notice) when podman is missing and the environment
+/// does not demand every tool; CI sets FLOTILLA_REQUIRE_ALL_TOOLS=1 so it fails instead.
+async fn podman() -> Option<RuntimeSettings> {
+    match RuntimeSettings::detect(RuntimeKind::Podman, "flotilla-runtime-test").await {
+        Ok(settings) => {
+            ensure_test_image().await;
+            Some(settings)
+        }
+        Err(problem) if std::env::var_os("FLOTILLA_REQUIRE_ALL_TOOLS").is_none() => {
+            eprintln!("NOTICE: podman unavailable, podman runtime tests not run: {problem}");
+            None
+        }
+        Err(problem) => panic!("podman is required (FLOTILLA_REQUIRE_ALL_TOOLS is set): {problem}"),
+    }
+}
+
+fn invocation(workspace: &Path, name: &str, script: &str) -> StepInvocation {
+    StepInvocation {
+        container_name: format!("flotilla-runtime-test-{name}-{}", std::process::id()),
+        image: "alpine:3".to_owned(),
+        script: script.to_owned(),
+        workspace: workspace.to_owned(),
+        working_directory: String::new(),
+        environment: vec![("GREETING".to_owned(), "hello world".to_owned())],
+        files: Vec::new(),
+        scratch: workspace.parent().expect("workspace has a parent").join(format!("scratch-{name}")),
+        network: false,
+        timeout: None,
+    }
+}
+
+async fn run(settings: &RuntimeSettings, step: &StepInvocation) -> (Result<flotilla_executor::runtime::StepExit, RuntimeError>, Vec<OutputLine>) {
+    let (sender, mut receiver) = mpsc::unbounded_channel();
+    let result = run_step(settings, step, sender, CancellationToken::new()).await;
+    let mut lines = Vec::new();
+    while let Ok(line) = receiver.try_recv() {
+        lines.push(line);
+    }
+    (result, lines)
+}
+
+fn workspace() -> (tempfile::TempDir, std::path::PathBuf) {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let workspace = directory.path().join("workspace");
+    std::fs::create_dir_all(workspace.join("sub")).expect("create workspace");
+    std::fs::write(workspace.join("README.md"), "hi\n").expect("write file");
+    (directory, workspace)
+}
+
+#[tokio::test]
+async fn process_runtime_runs_in_the_workspace_with_env_and_exit_code() {
+    let (_guard, workspace) = workspace();
+    let settings = RuntimeSettings::detect(RuntimeKind::Process, "test").await.expect("process runtime");
+    let step = invocation(&workspace, "process", "echo \"$GREETING\"; echo oops >&2; echo changed >> README.md; exit 3");
+    let (result, lines) = run(&settings, &step).await;
+    let exit = result.expect("runs");
+    assert_eq!(exit.exit_code, Some(3));
+    assert!(lines.contains(&OutputLine::Stdout("hello world".into())));
+    assert!(lines.contains(&OutputLine::Stderr("oops".into())));
+    assert_eq!(std::fs::read_to_string(workspace.join("README.md")).expect("read"), "hi\nchanged\n");
+}
+
+#[tokio::test]
+async fn process_runtime_times_out_and_cancels() {
+    let (_guard, workspace) = workspace();
+    let settings = RuntimeSettings::detect(RuntimeKind::Process, "test").await.expect("process runtime");
+    let mut step = invocation(&workspace, "timeout", "sleep 30");
+    step.timeout = Some(Duration::from_millis(300));
+    let (result, _) = run(&settings, &step).await;
+    let exit = result.expect("runs");
+    assert!(exit.timed_out && exit.exit_code.is_none(), "{exit:?}");
+    assert!(exit.duration < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn podman_runs_steps_isolated_with_files_and_working_directory() {
+    let Some(settings) = podman().await else { return };
+    let (_guard, workspace) = workspace();
+    let mut step = invocation(
+        &workspace,
+        "podman",
+        "pwd; echo \"$GREETING\"; cat /etc/flotilla-test/config.txt; echo from-container > created.txt; (echo x >> /etc/flotilla-test/config.txt) 2>/dev/null || echo files-are-read-only",
+    );
+    step.working_directory = "sub".to_owned();
+    step.files = vec![("/etc/flotilla-test/config.txt".to_owned(), b"config content\n".to_vec())];
+    let (result, lines) = run(&settings, &step).await;
+    let exit = result.expect("runs");
+    assert_eq!(exit.exit_code, Some(0), "{lines:?}");
+    assert!(lines.contains(&OutputLine::Stdout("/work/sub".into())), "{lines:?}");
+    assert!(lines.contains(&OutputLine::Stdout("hello world".into())), "{lines:?}");
+    assert!(lines.contains(&OutputLine::Stdout("config content".into())), "{lines:?}");
+    assert!(lines.contains(&OutputLine::Stdout("files-are-read-only".into())), "{lines:?}");
+    assert_eq!(std::fs::read_to_string(workspace.join("sub/created.txt")).expect("step wrote into the workspace"), "from-container\n");
+}
+
+#[tokio::test]
+async fn podman_has_no_network_by_default() {
+    let Some(settings) = podman().await else { return };
+    let (_guard, workspace) = workspace();
+    let step = invocation(&workspace, "network", "ls /sys/class/net");
+    let (result, lines) = run(&settings, &step).await;
+    assert_eq!(result.expect("runs").exit_code, Some(0));
+    let interfaces: Vec<_> = lines.iter().filter_map(|line| match line { OutputLine::Stdout(text) => Some(text.as_str()), _ => None }).collect();
+    assert_eq!(interfaces, vec!["lo"], "only loopback without network");
+}
+
+#[tokio::test]
+async fn podman_cancel_kills_the_container_within_seconds() {
+    let Some(settings) = podman().await else { return };
+    let (_guard, workspace) = workspace();
+    let step = invocation(&workspace, "cancel", "sleep 60");
+    let cancel = CancellationToken::new();
+    let (sender, _receiver) = mpsc::unbounded_channel();
+    let canceller = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        canceller.cancel();
+    });
+    let started = std::time::Instant::now();
+    let exit = run_step(&settings, &step, sender, cancel).await.expect("runs");
+    assert!(exit.canceled, "{exit:?}");
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    let listed = std::process::Command::new("podman").args(["ps", "--all", "--quiet", "--filter", &format!("name={}", step.container_name)]).output().expect("podman ps");
+    assert!(String::from_utf8_lossy(&listed.stdout).trim().is_empty(), "the container is gone");
+}
+
+#[tokio::test]
+async fn missing_image_fails_with_a_message_saying_what_to_do() {
+    let Some(settings) = podman().await else { return };
+    let problem = check_image(&settings, "registry.example/not-here:1").await.expect_err("missing image");
+    let message = problem.to_string();
+    assert!(message.contains("is not on this executor and cannot be pulled"), "{message}");
+    let (_guard, workspace) = workspace();
+    let mut step = invocation(&workspace, "missing", "true");
+    step.image = "registry.example/not-here:1".to_owned();
+    let (result, _) = run(&settings, &step).await;
+    match result {
+        Err(RuntimeError::Image(message)) => assert!(message.contains("cannot be pulled"), "{message}"),
+        other => panic!("expected an image error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn leftover_containers_are_removed_on_start() {
+    let Some(mut settings) = podman().await else { return };
+    settings.owner_label = format!("leftover-test-{}", std::process::id());
+    let name = format!("flotilla-leftover-{}", std::process::id());
+    let created = std::process::Command::new("podman")
+        .args(["--runtime", settings.oci_runtime.as_deref().unwrap_or("runc"), "create", "--name", &name, "--label", &format!("flotilla.owner={}", settings.owner_label), "alpine:3", "true"])
+        .output()
+        .expect("podman create");
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    assert_eq!(remove_leftover_containers(&settings).await.expect("clean up"), 1);
+    assert_eq!(remove_leftover_containers(&settings).await.expect("clean up again"), 0);
+}
