@@ -1,0 +1,46 @@
+//! Flotilla's database layer: the only crate that knows SQL.
+//!
+//! One [`Store`] value fronts two real backends with the same logical schema: embedded SQLite
+//! (the default, one file, WAL mode) and PostgreSQL 15 (when the server is scaled out). Callers
+//! never see which one is in use. The store also owns the execution-job queue that remote
+//! executors pull from (see [`queue`]); its invariants — a job is handed to at most one executor,
+//! a completion applies at most once, users are served round robin — are enforced here, in SQL
+//! transactions, so every server replica can rely on them.
+//!
+//! Design rules for this crate:
+//! * Queries are runtime queries (`sqlx::query_as` + `FromRow`), so building needs no database.
+//! * SQL text is shared between the backends where both dialects agree (SQLite accepts `$1`
+//!   placeholders); where they differ (row locking) the statement is chosen by [`Dialect`].
+//! * Time is passed in by the caller as unix milliseconds, so tests control "now".
+//! * Secrets arrive already encrypted and tokens already hashed: the store only keeps bytes.
+
+#[macro_use]
+mod backend;
+
+pub mod accounts;
+pub mod audit;
+pub mod batch_changes;
+pub mod batch_specs;
+pub mod clock;
+pub mod code_hosts;
+pub mod error;
+pub mod ids;
+pub mod json;
+pub mod queue;
+pub mod secrets;
+pub mod step_cache;
+
+pub use backend::{Dialect, Store};
+pub use clock::Clock;
+pub use error::StoreError;
+pub use ids::*;
+pub use json::Namespace;
+
+pub use accounts::*;
+pub use audit::*;
+pub use batch_changes::*;
+pub use batch_specs::*;
+pub use code_hosts::*;
+pub use queue::*;
+pub use secrets::*;
+pub use step_cache::*;

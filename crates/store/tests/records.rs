@@ -1,0 +1,848 @@
+//! Conformance tests for the plain records (accounts, tokens, secrets, repositories, batch
+//! specs, resolution jobs, step cache, changesets, audit log), run against both backends.
+
+mod common;
+
+use flotilla_store::*;
+use serde_json::json;
+
+fn new_user(username: &str) -> NewUser {
+    NewUser {
+        username: username.to_owned(),
+        display_name: String::new(),
+        email: format!("{username}@example.com"),
+        password_hash: Some(String::from("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA")),
+        site_admin: false,
+    }
+}
+
+fn new_org(name: &str) -> NewOrg {
+    NewOrg {
+        name: name.to_owned(),
+        display_name: name.to_owned(),
+        members_can_administer_batch_changes: true,
+    }
+}
+
+async fn usernames_and_org_names_share_one_namespace(store: Store) {
+    let alice = store
+        .create_user(&new_user("alice"), 1)
+        .await
+        .expect("user");
+    assert!(matches!(
+        store.create_user(&new_user("alice"), 1).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert!(matches!(
+        store.create_user(&new_user("ALICE"), 1).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert!(matches!(
+        store.create_org(&new_org("Alice"), 1).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    let org = store.create_org(&new_org("acme"), 1).await.expect("org");
+    assert!(matches!(
+        store.create_user(&new_user("acme"), 1).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert!(matches!(
+        store.create_org(&new_org("acme"), 1).await,
+        Err(StoreError::Conflict { .. })
+    ));
+
+    store
+        .set_org_member(org.id, alice.id, OrgRole::Member, 2)
+        .await
+        .expect("member");
+    store
+        .set_org_member(org.id, alice.id, OrgRole::Admin, 3)
+        .await
+        .expect("promote");
+    assert_eq!(
+        store.get_org_role(org.id, alice.id).await.expect("role"),
+        Some(OrgRole::Admin)
+    );
+    assert_eq!(
+        store.list_org_members(org.id).await.expect("members").len(),
+        1
+    );
+    assert_eq!(
+        store.list_user_orgs(alice.id).await.expect("orgs")[0].org_id,
+        org.id
+    );
+    assert!(
+        store
+            .remove_org_member(org.id, alice.id)
+            .await
+            .expect("remove")
+    );
+    assert_eq!(
+        store.get_org_role(org.id, alice.id).await.expect("role"),
+        None
+    );
+    assert_eq!(
+        store
+            .get_user_by_username("alice")
+            .await
+            .expect("get")
+            .map(|user| user.id),
+        Some(alice.id)
+    );
+    assert_eq!(
+        store
+            .get_org_by_name("acme")
+            .await
+            .expect("get")
+            .map(|org| org.id),
+        Some(org.id)
+    );
+    assert!(matches!(
+        store.get_user(UserId(999)).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+async fn tokens_are_looked_up_by_hash(store: Store) {
+    let alice = store
+        .create_user(&new_user("alice"), 1)
+        .await
+        .expect("user");
+    let token = store
+        .create_access_token(alice.id, "hash-1", TokenScope::User, "cli", 10)
+        .await
+        .expect("token");
+    let found = store
+        .lookup_access_token("hash-1", 20)
+        .await
+        .expect("lookup")
+        .expect("known token");
+    assert_eq!(
+        (found.token_id, found.scope, found.user.id),
+        (token.id, TokenScope::User, alice.id)
+    );
+    assert_eq!(
+        store.list_access_tokens(alice.id).await.expect("list")[0].last_used_at,
+        Some(20)
+    );
+    assert!(
+        store
+            .lookup_access_token("hash-2", 20)
+            .await
+            .expect("lookup")
+            .is_none()
+    );
+    assert!(matches!(
+        store
+            .create_access_token(alice.id, "hash-1", TokenScope::SiteAdmin, "", 10)
+            .await,
+        Err(StoreError::Conflict { .. })
+    ));
+    store
+        .revoke_access_token(token.id, alice.id, 30)
+        .await
+        .expect("revoke");
+    assert!(
+        store
+            .lookup_access_token("hash-1", 40)
+            .await
+            .expect("lookup")
+            .is_none()
+    );
+    assert!(matches!(
+        store.revoke_access_token(token.id, alice.id, 30).await,
+        Err(StoreError::NotFound { .. })
+    ));
+
+    let executor_token = store
+        .create_executor_token("exec-hash", "fleet", 1)
+        .await
+        .expect("executor token");
+    assert_eq!(
+        store
+            .lookup_executor_token("exec-hash")
+            .await
+            .expect("lookup"),
+        Some(executor_token.clone())
+    );
+    store
+        .revoke_executor_token(executor_token.id, 2)
+        .await
+        .expect("revoke");
+    assert!(
+        store
+            .lookup_executor_token("exec-hash")
+            .await
+            .expect("lookup")
+            .is_none()
+    );
+    assert_eq!(store.list_executor_tokens().await.expect("list").len(), 1);
+}
+
+async fn secrets_keep_bytes_versions_and_an_access_log(store: Store) {
+    let alice = store
+        .create_user(&new_user("alice"), 1)
+        .await
+        .expect("user");
+    let secret = NewSecret {
+        scope: SecretScope::User(alice.id),
+        name: String::from("GITHUB_TOKEN"),
+        ciphertext: vec![0, 1, 2, 255],
+        nonce: vec![9; 12],
+        created_by: Some(alice.id),
+    };
+    let created = store.create_secret(&secret, 10).await.expect("create");
+    assert_eq!(created.version, 1);
+    assert!(matches!(
+        store.create_secret(&secret, 10).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    let global = NewSecret {
+        scope: SecretScope::Global,
+        ..secret.clone()
+    };
+    store
+        .create_secret(&global, 10)
+        .await
+        .expect("same name, other scope");
+    assert!(matches!(
+        store.create_secret(&global, 10).await,
+        Err(StoreError::Conflict { .. })
+    ));
+
+    let updated = store
+        .update_secret(created.id, &[7, 7], &[8; 12], 20)
+        .await
+        .expect("update");
+    assert_eq!((updated.version, updated.updated_at), (2, 20));
+    let listed = store
+        .list_secrets(SecretScope::User(alice.id))
+        .await
+        .expect("list");
+    assert_eq!(listed, vec![updated.clone()]);
+    let accessor = SecretAccessor {
+        user_id: Some(alice.id),
+        job_id: None,
+    };
+    let read = store
+        .read_secret(created.id, accessor, 30)
+        .await
+        .expect("read");
+    assert_eq!((read.ciphertext, read.nonce), (vec![7, 7], vec![8; 12]));
+    let by_name = store
+        .read_secrets_by_name(
+            SecretScope::User(alice.id),
+            &[String::from("GITHUB_TOKEN"), String::from("NOPE")],
+            accessor,
+            40,
+        )
+        .await
+        .expect("by name");
+    assert_eq!(by_name.len(), 1);
+    let accesses = store
+        .list_secret_accesses(created.id, 10)
+        .await
+        .expect("log");
+    assert_eq!(
+        accesses
+            .iter()
+            .map(|access| access.accessed_at)
+            .collect::<Vec<_>>(),
+        vec![40, 30]
+    );
+    store.delete_secret(created.id).await.expect("delete");
+    assert!(matches!(
+        store.get_secret_metadata(created.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+async fn repositories_upsert_and_paginate(store: Store) {
+    let code_host = store
+        .create_code_host(
+            &NewCodeHost {
+                kind: CodeHostKind::Github,
+                name: String::from("github.com"),
+                url: String::from("https://github.com"),
+                config: json!({"orgs": ["acme"]}),
+                credential_ciphertext: Some(vec![1, 2, 3]),
+                credential_nonce: Some(vec![4; 12]),
+                restricted_to: Some(json!([1])),
+            },
+            1,
+        )
+        .await
+        .expect("code host");
+    assert_eq!(
+        store.get_code_host(code_host.id).await.expect("get").config,
+        json!({"orgs": ["acme"]})
+    );
+    for index in (0..25).rev() {
+        store
+            .upsert_repository(
+                &NewRepository {
+                    code_host_id: code_host.id,
+                    name: format!("github.com/acme/repo{index:02}"),
+                    clone_url: format!("https://github.com/acme/repo{index:02}.git"),
+                    default_branch: None,
+                    archived: false,
+                    fork: index % 2 == 0,
+                },
+                2,
+            )
+            .await
+            .expect("upsert");
+    }
+    let again = store
+        .upsert_repository(
+            &NewRepository {
+                code_host_id: code_host.id,
+                name: String::from("github.com/acme/repo03"),
+                clone_url: String::from("https://mirror.example/repo03.git"),
+                default_branch: Some(String::from("trunk")),
+                archived: true,
+                fork: false,
+            },
+            3,
+        )
+        .await
+        .expect("upsert existing");
+    assert_eq!(
+        (again.clone_url.as_str(), again.archived, again.created_at),
+        ("https://mirror.example/repo03.git", true, 2)
+    );
+
+    let mut names = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .list_repositories(after.as_deref(), 10)
+            .await
+            .expect("page");
+        let Some(last) = page.last() else { break };
+        after = Some(last.name.clone());
+        names.extend(page.into_iter().map(|repository| repository.name));
+    }
+    assert_eq!(names.len(), 25);
+    assert!(names.windows(2).all(|pair| pair[0] < pair[1]));
+    assert_eq!(
+        store
+            .list_code_host_repositories(code_host.id, None, 100)
+            .await
+            .expect("list")
+            .len(),
+        25
+    );
+
+    store
+        .update_repository_mirror_state(
+            again.id,
+            &MirrorStateUpdate {
+                mirror_state: MirrorState::Ready,
+                head_commit: Some(String::from("abc")),
+                default_branch: None,
+                last_error: None,
+                synced_at: Some(50),
+            },
+        )
+        .await
+        .expect("mirror state");
+    let repository = store
+        .get_repository_by_name("github.com/acme/repo03")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        (
+            repository.mirror_state,
+            repository.head_commit.as_deref(),
+            repository.default_branch.as_deref()
+        ),
+        (MirrorState::Ready, Some("abc"), Some("trunk"))
+    );
+}
+
+async fn batch_specs_resolution_and_changesets(store: Store) {
+    let alice = store
+        .create_user(&new_user("alice"), 1)
+        .await
+        .expect("user");
+    let org = store.create_org(&new_org("acme"), 1).await.expect("org");
+    let spec = NewBatchSpec {
+        rand_id: String::from("r4nd"),
+        namespace: Namespace::Org(org.id),
+        creator_user_id: alice.id,
+        name: String::from("hello"),
+        raw_spec: String::from("name: hello"),
+        parsed_spec: json!({"name": "hello"}),
+        created_from_raw: true,
+        allow_unsupported: false,
+        allow_ignored: false,
+        no_cache: false,
+        batch_change_id: None,
+    };
+    let created = store
+        .create_batch_spec(&spec, 10)
+        .await
+        .expect("batch spec");
+    assert_eq!(
+        created.namespace().expect("namespace"),
+        Namespace::Org(org.id)
+    );
+    assert_eq!(
+        store
+            .get_batch_spec_by_rand_id("r4nd")
+            .await
+            .expect("get")
+            .id,
+        created.id
+    );
+    assert_eq!(
+        store
+            .list_batch_specs_by_namespace(Namespace::Org(org.id), None, 10)
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
+    assert!(
+        store
+            .list_batch_specs_by_namespace(Namespace::User(alice.id), None, 10)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+
+    let job = store
+        .dequeue_resolution_job("worker-1", 20)
+        .await
+        .expect("dequeue")
+        .expect("queued resolution");
+    assert_eq!(
+        (job.batch_spec_id, job.state, job.attempts),
+        (created.id, ResolutionState::Processing, 1)
+    );
+    assert!(
+        store
+            .dequeue_resolution_job("worker-2", 20)
+            .await
+            .expect("dequeue")
+            .is_none()
+    );
+    assert!(
+        !store
+            .finish_resolution_job(job.id, "worker-2", None, 30)
+            .await
+            .expect("finish by non-owner")
+    );
+    let (requeued, failed) = store
+        .requeue_stalled_resolution_jobs(25, 3, 40)
+        .await
+        .expect("resetter");
+    assert_eq!((requeued, failed), (1, 0));
+    let job = store
+        .dequeue_resolution_job("worker-2", 50)
+        .await
+        .expect("dequeue")
+        .expect("requeued");
+    assert!(
+        store
+            .heartbeat_resolution_job(job.id, "worker-2", 55)
+            .await
+            .expect("heartbeat")
+    );
+    assert!(
+        store
+            .finish_resolution_job(job.id, "worker-2", None, 60)
+            .await
+            .expect("finish")
+    );
+    assert!(
+        !store
+            .finish_resolution_job(job.id, "worker-2", Some("late"), 61)
+            .await
+            .expect("second finish")
+    );
+    let job = store
+        .get_resolution_job(created.id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!((job.state, job.attempts), (ResolutionState::Completed, 2));
+
+    let file = store
+        .put_mount_file(
+            created.id,
+            &NewMountFile {
+                path: String::from("scripts/run.sh"),
+                modified_at: 5,
+                content: b"echo".to_vec(),
+            },
+        )
+        .await
+        .expect("mount file");
+    assert_eq!(file.size, 4);
+    assert_eq!(
+        store.list_mount_files(created.id).await.expect("list"),
+        vec![file.clone()]
+    );
+    assert_eq!(
+        store
+            .get_mount_file_content(file.id)
+            .await
+            .expect("content"),
+        b"echo"
+    );
+
+    let code_host = store
+        .create_code_host(
+            &NewCodeHost {
+                kind: CodeHostKind::GitUrls,
+                name: String::from("urls"),
+                url: String::new(),
+                config: json!({}),
+                credential_ciphertext: None,
+                credential_nonce: None,
+                restricted_to: None,
+            },
+            1,
+        )
+        .await
+        .expect("code host");
+    let repository = store
+        .upsert_repository(
+            &NewRepository {
+                code_host_id: code_host.id,
+                name: String::from("example.com/a/b"),
+                clone_url: String::from("https://example.com/a/b.git"),
+                default_branch: None,
+                archived: false,
+                fork: false,
+            },
+            1,
+        )
+        .await
+        .expect("repository");
+    let workspaces: Vec<NewWorkspace> = (0..1200)
+        .map(|index| NewWorkspace {
+            batch_spec_id: created.id,
+            repository_id: repository.id,
+            branch: String::from("main"),
+            commit: String::from("c0ffee"),
+            path: format!("pkg/{index}"),
+            file_matches: vec![String::from("go.mod")],
+            only_fetch_workspace: index % 2 == 0,
+            ignored: false,
+            unsupported: false,
+            skipped: false,
+            cached_result_found: false,
+            step_cache_results: json!({}),
+        })
+        .collect();
+    let workspace_ids = store
+        .insert_workspaces(&workspaces, 70)
+        .await
+        .expect("bulk insert");
+    assert_eq!(workspace_ids.len(), 1200);
+    assert_eq!(
+        store.count_workspaces(created.id).await.expect("count"),
+        1200
+    );
+    let workspace = store.get_workspace(workspace_ids[1199]).await.expect("get");
+    assert_eq!(
+        (workspace.path.as_str(), workspace.file_matches.clone()),
+        ("pkg/1199", json!(["go.mod"]))
+    );
+    let page = store
+        .list_workspaces(created.id, Some(workspace_ids[9]), 5)
+        .await
+        .expect("page");
+    assert_eq!(
+        page.iter()
+            .map(|workspace| workspace.id)
+            .collect::<Vec<_>>(),
+        workspace_ids[10..15].to_vec()
+    );
+
+    let changeset_spec = NewChangesetSpec {
+        rand_id: String::from("cs-1"),
+        batch_spec_id: created.id,
+        workspace_id: Some(workspace_ids[0]),
+        repository_id: repository.id,
+        kind: ChangesetSpecKind::Branch,
+        external_id: None,
+        base_ref: Some(String::from("refs/heads/main")),
+        base_rev: Some(String::from("c0ffee")),
+        head_ref: Some(String::from("refs/heads/hello")),
+        title: Some(String::from("Hello")),
+        body: Some(String::new()),
+        published: Some(json!(false)),
+        diff: Some(b"diff --git a/x b/x\n".to_vec()),
+        commit_message: Some(String::from("Hello")),
+        author_name: Some(String::from("Alice")),
+        author_email: Some(String::from("alice@example.com")),
+        fork: None,
+        diff_stat_added: 1,
+        diff_stat_deleted: 0,
+    };
+    let second = NewChangesetSpec {
+        rand_id: String::from("cs-2"),
+        workspace_id: Some(workspace_ids[1]),
+        ..changeset_spec.clone()
+    };
+    let spec_ids = store
+        .insert_changeset_specs(&[changeset_spec, second], 80)
+        .await
+        .expect("insert specs");
+    store
+        .set_workspace_changeset_specs(workspace_ids[0], &spec_ids[..1])
+        .await
+        .expect("link");
+    assert_eq!(
+        store
+            .get_workspace(workspace_ids[0])
+            .await
+            .expect("get")
+            .changeset_spec_ids,
+        json!([spec_ids[0].0])
+    );
+    let listed = store
+        .list_changeset_specs(created.id, None, 10)
+        .await
+        .expect("list");
+    assert_eq!(
+        listed.iter().map(|spec| spec.id).collect::<Vec<_>>(),
+        spec_ids
+    );
+    assert_eq!(
+        store
+            .get_changeset_spec_by_rand_id("cs-2")
+            .await
+            .expect("get")
+            .published,
+        Some(json!(false))
+    );
+
+    let batch_change = store
+        .create_batch_change(
+            &NewBatchChange {
+                namespace: Namespace::Org(org.id),
+                name: String::from("hello"),
+                description: String::new(),
+                creator_user_id: alice.id,
+                batch_spec_id: Some(created.id),
+            },
+            90,
+        )
+        .await
+        .expect("batch change");
+    assert!(matches!(
+        store
+            .create_batch_change(
+                &NewBatchChange {
+                    namespace: Namespace::Org(org.id),
+                    name: String::from("hello"),
+                    description: String::new(),
+                    creator_user_id: alice.id,
+                    batch_spec_id: None,
+                },
+                90,
+            )
+            .await,
+        Err(StoreError::Conflict { .. })
+    ));
+    let found = store
+        .get_batch_change_by_name(Namespace::Org(org.id), "hello")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(found.id, batch_change.id);
+    let updated = store
+        .update_batch_change(
+            batch_change.id,
+            &BatchChangeUpdate {
+                description: String::from("says hello"),
+                batch_spec_id: Some(created.id),
+                last_applier_user_id: Some(alice.id),
+                last_applied_at: Some(100),
+                closed_at: None,
+            },
+            100,
+        )
+        .await
+        .expect("update");
+    assert_eq!(
+        (updated.description.as_str(), updated.last_applied_at),
+        ("says hello", Some(100))
+    );
+    store
+        .set_batch_spec_batch_change(created.id, Some(batch_change.id), 100)
+        .await
+        .expect("link spec");
+
+    let changeset = store
+        .insert_changeset(
+            &NewChangeset {
+                repository_id: repository.id,
+                batch_change_ids: vec![batch_change.id],
+                owned_by_batch_change_id: Some(batch_change.id),
+                current_spec_id: Some(spec_ids[0]),
+                external_id: None,
+                publication_state: String::from("UNPUBLISHED"),
+                reconciler_state: String::from("queued"),
+                metadata: json!({}),
+            },
+            110,
+        )
+        .await
+        .expect("changeset");
+    assert_eq!(changeset.batch_change_ids, json!([batch_change.id.0]));
+    let listed = store
+        .list_changesets_for_batch_change(batch_change.id, None, 10)
+        .await
+        .expect("list");
+    assert_eq!(listed, vec![changeset.clone()]);
+    assert_eq!(
+        store.get_changeset(changeset.id).await.expect("get"),
+        changeset
+    );
+}
+
+async fn step_cache_round_trips(store: Store) {
+    let alice = store
+        .create_user(&new_user("alice"), 1)
+        .await
+        .expect("user");
+    let bob = store.create_user(&new_user("bob"), 1).await.expect("user");
+    store
+        .upsert_step_cache_entry(alice.id, "k1", &json!({"diff": "a"}), 10)
+        .await
+        .expect("upsert");
+    store
+        .upsert_step_cache_entry(alice.id, "k2", &json!({"diff": "b"}), 10)
+        .await
+        .expect("upsert");
+    store
+        .upsert_step_cache_entry(alice.id, "k1", &json!({"diff": "c"}), 20)
+        .await
+        .expect("replace");
+    store
+        .upsert_step_cache_entry(bob.id, "k1", &json!({"diff": "bob"}), 10)
+        .await
+        .expect("upsert");
+    let keys = vec![String::from("k1"), String::from("k2"), String::from("k3")];
+    let mut entries = store
+        .get_step_cache_entries(alice.id, &keys)
+        .await
+        .expect("get");
+    entries.sort_by(|left, right| left.key.cmp(&right.key));
+    assert_eq!(entries.len(), 2);
+    assert_eq!(
+        (
+            entries[0].value.clone(),
+            entries[0].created_at,
+            entries[0].last_used_at
+        ),
+        (json!({"diff": "c"}), 10, 20)
+    );
+    store
+        .touch_step_cache_entries(alice.id, &keys[1..2], 30)
+        .await
+        .expect("touch");
+    let entries = store
+        .get_step_cache_entries(alice.id, &keys[1..2])
+        .await
+        .expect("get");
+    assert_eq!(entries[0].last_used_at, 30);
+    store
+        .delete_step_cache_entries(alice.id, &keys[..1])
+        .await
+        .expect("delete");
+    assert_eq!(
+        store
+            .get_step_cache_entries(alice.id, &keys)
+            .await
+            .expect("get")
+            .len(),
+        1
+    );
+    assert_eq!(
+        store
+            .get_step_cache_entries(bob.id, &keys)
+            .await
+            .expect("get")
+            .len(),
+        1
+    );
+}
+
+async fn audit_log_and_executors(store: Store) {
+    for index in 0..5 {
+        store
+            .append_audit_event(
+                &NewAuditEvent {
+                    actor_user_id: None,
+                    action: String::from("secret.read"),
+                    target_kind: String::from("secret"),
+                    target_id: index.to_string(),
+                    details: json!({"index": index}),
+                },
+                index,
+            )
+            .await
+            .expect("append");
+    }
+    let first_page = store.list_audit_events(None, 3).await.expect("page");
+    assert_eq!(
+        first_page
+            .iter()
+            .map(|event| event.target_id.as_str())
+            .collect::<Vec<_>>(),
+        ["4", "3", "2"]
+    );
+    let second_page = store
+        .list_audit_events(Some(first_page[2].id), 3)
+        .await
+        .expect("page");
+    assert_eq!(
+        second_page
+            .iter()
+            .map(|event| event.details.clone())
+            .collect::<Vec<_>>(),
+        [json!({"index": 1}), json!({"index": 0})]
+    );
+
+    let mut executor = ExecutorInfo {
+        name: String::from("exec-1"),
+        hostname: String::from("host"),
+        version: String::from("0.1.0"),
+        labels: json!({"gpu": "true"}),
+        resources: json!({"cpus": 4}),
+        os: String::from("linux"),
+        architecture: String::from("x86_64"),
+    };
+    store.upsert_executor(&executor, 10).await.expect("upsert");
+    executor.version = String::from("0.2.0");
+    store.upsert_executor(&executor, 20).await.expect("upsert");
+    let executors = store.list_executors(0).await.expect("list");
+    assert_eq!(executors.len(), 1);
+    assert_eq!(
+        (
+            executors[0].version.as_str(),
+            executors[0].first_seen_at,
+            executors[0].last_seen_at
+        ),
+        ("0.2.0", 10, 20)
+    );
+    assert!(store.list_executors(21).await.expect("list").is_empty());
+}
+
+conformance_tests!(
+    usernames_and_org_names_share_one_namespace,
+    tokens_are_looked_up_by_hash,
+    secrets_keep_bytes_versions_and_an_access_log,
+    repositories_upsert_and_paginate,
+    batch_specs_resolution_and_changesets,
+    step_cache_round_trips,
+    audit_log_and_executors,
+);
