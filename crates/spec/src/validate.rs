@@ -14,7 +14,7 @@ use crate::model::{
     Output, OutputFormat, Step, TransformChanges, TransformGroup, WorkspaceConfiguration,
 };
 use crate::published::{Published, PublishedRule, PublishedValue};
-use crate::templates::{self, TemplateContext};
+use crate::templates::{self, DeclaredOutputs, TemplateContext};
 
 /// Characters Docker's `--mount` argument parser (Go's encoding/csv) cannot take in a path.
 const INVALID_MOUNT_CHARACTERS: &[char] = &[',', '"', '\n', '\r'];
@@ -36,11 +36,13 @@ const VERSION_3_STEP_FIELDS: &[&str] = &["image", "codingAgent", "buildImage"];
 pub(crate) struct Checker<'source> {
     source_lines: Vec<&'source str>,
     pub(crate) diagnostics: Vec<Diagnostic>,
+    /// Outputs the steps declare, for checking `outputs.*` in templates.
+    declared_outputs: DeclaredOutputs,
 }
 
 impl<'source> Checker<'source> {
     pub(crate) fn new(source: &'source str) -> Checker<'source> {
-        Checker { source_lines: source.lines().collect(), diagnostics: Vec::new() }
+        Checker { source_lines: source.lines().collect(), diagnostics: Vec::new(), declared_outputs: DeclaredOutputs::default() }
     }
 
     fn error(&mut self, path: &str, node: &Node, message: impl Into<String>) {
@@ -138,7 +140,7 @@ impl<'source> Checker<'source> {
     /// Checks a templated field against the variables of its context, reporting template
     /// errors at their position inside the field's text.
     fn template(&mut self, node: &Node, path: &str, text: &str, context: TemplateContext) {
-        if let Err(problem) = templates::check(text, context) {
+        if let Err(problem) = templates::check(text, context, &self.declared_outputs) {
             let position = match problem.offset {
                 Some(offset) => self.position_in_scalar(node, text, offset),
                 None => node.span.start,
@@ -162,7 +164,12 @@ impl<'source> Checker<'source> {
         let start = node.span.start;
         let (line, column) = match style {
             ScalarStyle::Literal | ScalarStyle::Folded => {
-                let line = start.line + 1 + value_line;
+                // The node may start at the `|`/`>` indicator or at its first content line.
+                let indicator_line = self
+                    .source_lines
+                    .get(start.line.wrapping_sub(1))
+                    .is_some_and(|text| ends_with_block_indicator(text));
+                let line = start.line + usize::from(indicator_line) + value_line;
                 let indent = self.indentation_of(line);
                 (line, indent + column_in_line + 1)
             }
@@ -186,6 +193,14 @@ impl<'source> Checker<'source> {
     }
 }
 
+/// Whether a source line ends with a block scalar indicator (`|`, `>-`, `|+2`, ...), ignoring
+/// a trailing comment.
+fn ends_with_block_indicator(line: &str) -> bool {
+    let without_comment = line.split(" #").next().unwrap_or(line).trim_end();
+    let last_word = without_comment.rsplit(' ').next().unwrap_or(without_comment);
+    last_word.starts_with(['|', '>']) && last_word[1..].chars().all(|character| matches!(character, '-' | '+' | '1'..='9'))
+}
+
 /// Validates the whole document and builds the typed spec when there are no errors.
 pub(crate) fn check_batch_spec(checker: &mut Checker<'_>, root: &Node) -> Option<BatchSpec> {
     if root.is_null() {
@@ -196,6 +211,7 @@ pub(crate) fn check_batch_spec(checker: &mut Checker<'_>, root: &Node) -> Option
     let _ = entries;
 
     let version = check_version(checker, root)?;
+    checker.declared_outputs = declared_outputs(root);
     if let Some(hooks) = root.get("changesetHooks") {
         checker.error(
             "changesetHooks",
@@ -254,6 +270,20 @@ pub(crate) fn check_batch_spec(checker: &mut Checker<'_>, root: &Node) -> Option
         import_changesets,
         changeset_template,
     })
+}
+
+/// Every output any step declares, and whether it is structured (json or yaml).
+fn declared_outputs(root: &Node) -> DeclaredOutputs {
+    let mut declared = DeclaredOutputs::default();
+    let steps = root.get("steps").and_then(Node::as_sequence).unwrap_or(&[]);
+    for step in steps {
+        let outputs = step.get("outputs").and_then(Node::as_mapping).unwrap_or(&[]);
+        for (name, definition) in outputs {
+            let structured = matches!(definition.get("format").and_then(Node::as_str), Some("json" | "yaml"));
+            declared.outputs.insert(name.key_text(), structured);
+        }
+    }
+    declared
 }
 
 fn with_version_3_hint(fields: &[&'static str]) -> Vec<&'static str> {

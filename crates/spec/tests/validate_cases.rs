@@ -294,3 +294,35 @@ fn oversized_specs_are_refused() {
     let errors = parse_batch_spec(&source).expect_err("too big");
     assert!(errors[0].message.starts_with("the batch spec is "), "{}", errors[0].message);
 }
+
+#[test]
+fn templates_are_checked_against_their_context() {
+    check_errors(
+        &with_template("name: x\nsteps:\n  - run: echo ${{ repository.nme }}\n    container: alpine\n"),
+        &["3:19 steps[0].run: unknown template variable `repository.nme`"],
+    );
+    check_errors(
+        &with_template("name: x\nsteps:\n  - run: |\n      echo one\n      echo ${{ repositry.name }}\n    container: alpine\n"),
+        &["5:16 steps[0].run: unknown template variable or function `repositry`; this field can use batch_change, repository, previous_step, step, steps, outputs and the template functions"],
+    );
+    check_errors(
+        "name: x\nchangesetTemplate:\n  title: ${{ previous_step.stdout }}\n  branch: b\n  commit:\n    message: m\n",
+        &["3:14 changesetTemplate.title: unknown template variable or function `previous_step`; this field can use batch_change, repository, steps, outputs, batch_change_link and the template functions"],
+    );
+    check_errors(
+        "name: x\nchangesetTemplate:\n  title: \"${{ if }}\"\n  branch: b\n  commit:\n    message: m\n",
+        &["3:18 changesetTemplate.title: template error: missing value for if"],
+    );
+}
+
+#[test]
+fn outputs_are_checked_against_the_declared_outputs() {
+    let spec = "name: x\nsteps:\n  - run: echo\n    container: alpine\n    outputs:\n      text:\n        value: ${{ step.stdout }}\n      structured:\n        value: ${{ step.stdout }}\n        format: yaml\nchangesetTemplate:\n  title: ${{ outputs.text }} ${{ outputs.structured.deep.field }}\n  branch: ${{ if eq outputs.text \"\" }}a${{ else }}b${{ end }}\n  commit:\n    message: ${{ outputs.txet }}\n";
+    check_errors(spec, &["15:18 changesetTemplate.commit.message: unknown output `txet` (the steps declare: structured, text)"]);
+}
+
+#[test]
+fn index_on_run_time_data_is_not_checked() {
+    parse_batch_spec(&with_template("name: x\nsteps:\n  - run: echo ${{ index repository.search_result_paths 0 }}\n    container: alpine\n"))
+        .expect("index into search results is only known at run time");
+}

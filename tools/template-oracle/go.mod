@@ -1,0 +1,3 @@
+module flotilla/template-oracle
+
+go 1.19
