@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(diagnostics) => {
             assert!(!diagnostics.is_empty(), "a rejected spec has at least one diagnostic");
-            let lines = text.lines().count().max(1);
+            let lines = flotilla_spec::source_lines(text).len().max(1);
             for diagnostic in &diagnostics {
                 assert!(diagnostic.line >= 1 && diagnostic.line <= lines + 1, "{diagnostic:?} outside {lines} lines");
                 let _ = diagnostic.render("fuzz.yaml", text);

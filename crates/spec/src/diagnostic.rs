@@ -64,8 +64,7 @@ impl Diagnostic {
     pub fn render(&self, file_name: &str, source: &str) -> String {
         let mut out = self.headline(file_name);
         out.push('\n');
-        if let Some(line_text) = source.lines().nth(self.line - 1) {
-            let line_text = line_text.trim_end_matches('\r');
+        if let Some(line_text) = source_lines(source).get(self.line - 1).copied() {
             let gutter = self.line.to_string().len();
             let _ = writeln!(out, "{:gutter$} |", "");
             let _ = writeln!(out, "{} | {}", self.line, line_text);
@@ -84,6 +83,27 @@ impl Diagnostic {
     }
 }
 
+/// The lines of a source text as YAML counts them: `\r\n`, `\n` and a lone `\r` all end a
+/// line (so positions from the parser and the lines shown agree, whatever the line endings).
+pub fn source_lines(source: &str) -> Vec<&str> {
+    let mut lines = Vec::new();
+    let mut rest = source;
+    while !rest.is_empty() {
+        match rest.find(['\n', '\r']) {
+            Some(end) => {
+                lines.push(&rest[..end]);
+                let break_length = if rest[end..].starts_with("\r\n") { 2 } else { 1 };
+                rest = &rest[end + break_length..];
+            }
+            None => {
+                lines.push(rest);
+                rest = "";
+            }
+        }
+    }
+    lines
+}
+
 /// Renders every diagnostic, errors first in source order, then warnings.
 pub fn render_all(diagnostics: &[Diagnostic], file_name: &str, source: &str) -> String {
     let mut sorted: Vec<&Diagnostic> = diagnostics.iter().collect();
@@ -94,6 +114,13 @@ pub fn render_all(diagnostics: &[Diagnostic], file_name: &str, source: &str) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_end_at_any_yaml_line_break() {
+        assert_eq!(source_lines("a\r\nb\rc\nd"), vec!["a", "b", "c", "d"]);
+        assert_eq!(source_lines("a\n\nb\n"), vec!["a", "", "b"]);
+        assert!(source_lines("").is_empty());
+    }
 
     #[test]
     fn renders_headline_and_underline() {

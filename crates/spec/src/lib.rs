@@ -17,7 +17,7 @@ pub mod published;
 mod templates;
 mod validate;
 
-pub use diagnostic::{Diagnostic, Severity, render_all};
+pub use diagnostic::{Diagnostic, Severity, render_all, source_lines};
 pub use model::*;
 pub use published::{Published, PublishedRule, PublishedValue};
 

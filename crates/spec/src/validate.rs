@@ -42,7 +42,7 @@ pub(crate) struct Checker<'source> {
 
 impl<'source> Checker<'source> {
     pub(crate) fn new(source: &'source str) -> Checker<'source> {
-        Checker { source_lines: source.lines().collect(), diagnostics: Vec::new(), declared_outputs: DeclaredOutputs::default() }
+        Checker { source_lines: crate::diagnostic::source_lines(source), diagnostics: Vec::new(), declared_outputs: DeclaredOutputs::default() }
     }
 
     fn error(&mut self, path: &str, node: &Node, message: impl Into<String>) {

@@ -326,3 +326,13 @@ fn index_on_run_time_data_is_not_checked() {
     parse_batch_spec(&with_template("name: x\nsteps:\n  - run: echo ${{ index repository.search_result_paths 0 }}\n    container: alpine\n"))
         .expect("index into search results is only known at run time");
 }
+
+#[test]
+fn positions_count_every_yaml_line_break() {
+    // A lone carriage return ends a line in YAML; positions and the shown line must agree.
+    let source = "name: x\r\nversion: 9\rdescription: d\n";
+    let errors = parse_batch_spec(source).expect_err("invalid version");
+    assert_eq!((errors[0].line, errors[0].column), (2, 10));
+    let rendered = flotilla_spec::render_all(&errors, "spec.yaml", source);
+    assert!(rendered.contains("2 | version: 9\n"), "{rendered}");
+}
