@@ -7,6 +7,7 @@
 //! cache key, which the server computes at resolution and the executor after each step, and
 //! which must therefore be computed by one function.
 
+pub mod api;
 pub mod cache;
 pub mod executor;
 

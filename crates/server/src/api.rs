@@ -1,0 +1,449 @@
+//! The user API (`/api/v1/...`): code hosts and repositories, batch specs, workspaces, logs,
+//! changeset specs, and `/metrics`.
+//!
+//! Every route but `/metrics` and `/healthz` needs an access token
+//! (`Authorization: token <t>`). Executor and job tokens are refused here: they only reach
+//! the executor API. A batch spec is visible to its creator and to site admins.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use flotilla_store::{
+    AuthenticatedToken, Clock, CodeHostKind, JobId, JobState, Namespace, NewBatchSpec, NewCodeHost,
+    ResolutionState, TokenScope, WorkspaceId, WorkspaceJobFilter,
+};
+use flotilla_wire::api::{
+    BatchSpecStatus, ChangesetSpecInfo, CodeHostInfo, CreateBatchSpec, CreateCodeHost, JobCounts, LogEntryInfo, RepositoryInfo,
+    SyncRequest, WorkspaceInfo, WorkspacePage,
+};
+use serde::Deserialize;
+
+use crate::SharedState;
+use crate::error::{ApiError, ApiResult};
+use crate::secrets_crypto::hash_token;
+
+pub fn router(state: SharedState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/code-hosts", get(list_code_hosts).post(create_code_host))
+        .route("/api/v1/repositories", get(list_repositories))
+        .route("/api/v1/repositories/sync", post(sync_repositories))
+        .route("/api/v1/batch-specs", post(create_batch_spec))
+        .route("/api/v1/batch-specs/{id}", get(get_batch_spec))
+        .route("/api/v1/batch-specs/{id}/workspaces", get(list_workspaces))
+        .route("/api/v1/batch-specs/{id}/changeset-specs", get(list_changeset_specs))
+        .route("/api/v1/batch-specs/{id}/cancel", post(cancel_batch_spec))
+        .route("/api/v1/batch-specs/{id}/retry", post(retry_batch_spec))
+        .route("/api/v1/jobs/{id}/logs", get(job_logs))
+        .with_state(state)
+}
+
+/// The caller, from their access token.
+async fn authenticate(state: &SharedState, headers: &HeaderMap) -> ApiResult<AuthenticatedToken> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .ok_or_else(|| ApiError::unauthorized("sign in: send `Authorization: token <access token>` (set FLOTILLA_TOKEN for the CLI)"))?;
+    let token = value
+        .strip_prefix("token ")
+        .or_else(|| value.strip_prefix("Bearer "))
+        .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `token <access token>`"))?;
+    state
+        .store
+        .lookup_access_token(&hash_token(token.trim()), Clock::now_ms())
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("unknown or revoked access token"))
+}
+
+fn require_site_admin(caller: &AuthenticatedToken) -> ApiResult<()> {
+    if caller.user.site_admin && caller.scope == TokenScope::SiteAdmin {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("this needs a site admin token"))
+    }
+}
+
+async fn list_code_hosts(State(state): State<SharedState>, headers: HeaderMap) -> ApiResult<Json<Vec<CodeHostInfo>>> {
+    authenticate(&state, &headers).await?;
+    let hosts = state.store.list_code_hosts().await?;
+    Ok(Json(hosts.into_iter().map(|host| CodeHostInfo { id: host.id.0, kind: host.kind.as_str().to_owned(), name: host.name, url: host.url }).collect()))
+}
+
+async fn create_code_host(State(state): State<SharedState>, headers: HeaderMap, Json(request): Json<CreateCodeHost>) -> ApiResult<(StatusCode, Json<CodeHostInfo>)> {
+    let caller = authenticate(&state, &headers).await?;
+    require_site_admin(&caller)?;
+    if request.name.is_empty() || request.name.contains(char::is_whitespace) || request.name.starts_with('/') {
+        return Err(ApiError::bad_request("a code host name is one word without spaces, e.g. `local` or `github.com`"));
+    }
+    let (kind, url, config) = match request.kind.as_str() {
+        "git" | "git-directory" => {
+            let path = request.path.clone().ok_or_else(|| ApiError::bad_request("a git-directory code host needs a path"))?;
+            let absolute = std::path::Path::new(&path);
+            if !absolute.is_absolute() || !absolute.is_dir() {
+                return Err(ApiError::bad_request(format!("{path} is not an existing absolute folder on the server")));
+            }
+            (CodeHostKind::GitDirectory, path.clone(), serde_json::json!({ "path": path }))
+        }
+        "git-urls" => {
+            if request.urls.is_empty() {
+                return Err(ApiError::bad_request("a git-urls code host needs at least one URL"));
+            }
+            (CodeHostKind::GitUrls, String::new(), serde_json::json!({ "urls": request.urls }))
+        }
+        other => return Err(ApiError::bad_request(format!("code host kind {other:?} is not supported yet; use git-directory or git-urls"))),
+    };
+    let created = state
+        .store
+        .create_code_host(
+            &NewCodeHost { kind, name: request.name, url, config, credential_ciphertext: None, credential_nonce: None, restricted_to: None },
+            Clock::now_ms(),
+        )
+        .await?;
+    state.sync_requested.notify_one();
+    Ok((StatusCode::CREATED, Json(CodeHostInfo { id: created.id.0, kind: created.kind.as_str().to_owned(), name: created.name, url: created.url })))
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    after: Option<String>,
+    limit: Option<i64>,
+    state: Option<String>,
+}
+
+async fn list_repositories(State(state): State<SharedState>, headers: HeaderMap, Query(page): Query<PageQuery>) -> ApiResult<Json<Vec<RepositoryInfo>>> {
+    authenticate(&state, &headers).await?;
+    let limit = page.limit.unwrap_or(1000).clamp(1, 10_000);
+    let repositories = state.store.list_repositories(page.after.as_deref(), limit).await?;
+    Ok(Json(
+        repositories
+            .into_iter()
+            .map(|repository| RepositoryInfo {
+                name: repository.name,
+                mirror_state: repository.mirror_state.as_str().to_owned(),
+                default_branch: repository.default_branch,
+                head_commit: repository.head_commit,
+                last_synced_at_ms: repository.last_synced_at,
+                last_error: repository.last_error,
+            })
+            .collect(),
+    ))
+}
+
+async fn sync_repositories(State(state): State<SharedState>, headers: HeaderMap, Json(request): Json<SyncRequest>) -> ApiResult<StatusCode> {
+    let caller = authenticate(&state, &headers).await?;
+    require_site_admin(&caller)?;
+    match (&request.name, request.wait) {
+        (Some(name), _) => {
+            let repository = state.store.get_repository_by_name(name).await?.ok_or_else(|| ApiError::not_found(format!("unknown repository {name}")))?;
+            crate::mirrors::sync_repository(&state, &repository).await;
+            Ok(StatusCode::NO_CONTENT)
+        }
+        (None, true) => {
+            crate::mirrors::sync_all(&state).await?;
+            Ok(StatusCode::NO_CONTENT)
+        }
+        (None, false) => {
+            state.sync_requested.notify_one();
+            Ok(StatusCode::ACCEPTED)
+        }
+    }
+}
+
+async fn create_batch_spec(State(state): State<SharedState>, headers: HeaderMap, Json(request): Json<CreateBatchSpec>) -> ApiResult<(StatusCode, Json<BatchSpecStatus>)> {
+    let caller = authenticate(&state, &headers).await?;
+    if request.spec.len() > state.config.max_spec_bytes {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the batch spec is {} bytes; this server accepts at most {}", request.spec.len(), state.config.max_spec_bytes),
+        ));
+    }
+    let validated = flotilla_spec::parse_batch_spec(&request.spec).map_err(|diagnostics| {
+        let mut error = ApiError::bad_request(format!(
+            "the batch spec is invalid:\n{}",
+            flotilla_spec::render_all(&diagnostics, "batch spec", &request.spec)
+        ));
+        error.details = Some(serde_json::json!({ "diagnostics": diagnostics }));
+        error
+    })?;
+    let namespace = match &request.namespace {
+        None => Namespace::User(caller.user.id),
+        Some(name) if *name == caller.user.username => Namespace::User(caller.user.id),
+        Some(name) => {
+            let org = state.store.get_org_by_name(name).await?.ok_or_else(|| ApiError::not_found(format!("no user or organisation named {name}")))?;
+            let member = state.store.get_org_role(org.id, caller.user.id).await?.is_some();
+            if !member && !caller.user.site_admin {
+                return Err(ApiError::forbidden(format!("you are not a member of {name}")));
+            }
+            Namespace::Org(org.id)
+        }
+    };
+    let spec = &validated.spec;
+    let row = state
+        .store
+        .create_batch_spec(
+            &NewBatchSpec {
+                rand_id: crate::changeset_specs::rand_id(),
+                namespace,
+                creator_user_id: caller.user.id,
+                name: spec.name.clone(),
+                raw_spec: request.spec.clone(),
+                parsed_spec: serde_json::to_value(spec).map_err(|error| ApiError::internal(error.to_string()))?,
+                created_from_raw: true,
+                allow_unsupported: false,
+                allow_ignored: request.allow_ignored,
+                no_cache: request.no_cache,
+                batch_change_id: None,
+            },
+            Clock::now_ms(),
+        )
+        .await?;
+    state.resolution_requested.notify_one();
+    let status = batch_spec_status(&state, &row).await?;
+    Ok((StatusCode::CREATED, Json(status)))
+}
+
+/// Loads a batch spec by its public id, checking the caller may see it.
+async fn visible_batch_spec(state: &SharedState, caller: &AuthenticatedToken, id: &str) -> ApiResult<flotilla_store::BatchSpec> {
+    let row = state.store.get_batch_spec_by_rand_id(id).await.map_err(|_| ApiError::not_found(format!("no batch spec {id}")))?;
+    let allowed = caller.user.site_admin || row.creator_user_id == caller.user.id || match row.namespace()? {
+        Namespace::User(user) => user == caller.user.id,
+        Namespace::Org(org) => state.store.get_org_role(org, caller.user.id).await?.is_some(),
+    };
+    if !allowed {
+        // Not 403: do not reveal that the id exists.
+        return Err(ApiError::not_found(format!("no batch spec {id}")));
+    }
+    Ok(row)
+}
+
+async fn batch_spec_status(state: &SharedState, row: &flotilla_store::BatchSpec) -> ApiResult<BatchSpecStatus> {
+    let resolution = state.store.get_resolution_job(row.id).await?;
+    let counts = state.store.job_counts_by_state(row.id).await?;
+    let workspaces = state.store.count_workspaces(row.id).await?;
+    let changeset_specs = state.store.list_changeset_specs(row.id, None, 100_000).await?.len() as i64;
+    let jobs = JobCounts {
+        queued: counts.queued,
+        processing: counts.processing,
+        canceling: counts.canceling,
+        completed: counts.completed,
+        failed: counts.failed,
+        canceled: counts.canceled,
+    };
+    let resolution_state = resolution.as_ref().map(|job| job.state);
+    let state_name = overall_state(resolution_state, &jobs);
+    let namespace = match row.namespace()? {
+        Namespace::User(user) => state.store.get_user(user).await?.username,
+        Namespace::Org(org) => state.store.get_org(org).await?.name,
+    };
+    Ok(BatchSpecStatus {
+        id: row.rand_id.clone(),
+        name: row.name.clone(),
+        namespace,
+        state: state_name.to_owned(),
+        resolution_state: resolution_state.map_or("completed", |state| state.as_str()).to_owned(),
+        resolution_failure: resolution.and_then(|job| job.failure_message),
+        workspaces,
+        jobs,
+        changeset_specs,
+    })
+}
+
+/// Sourcegraph's computed batch spec state.
+fn overall_state(resolution: Option<ResolutionState>, jobs: &JobCounts) -> &'static str {
+    match resolution {
+        Some(ResolutionState::Queued | ResolutionState::Processing) => return "pending",
+        Some(ResolutionState::Failed) => return "failed",
+        _ => {}
+    }
+    let active = jobs.queued + jobs.processing + jobs.canceling;
+    if jobs.canceling > 0 {
+        "canceling"
+    } else if jobs.processing > 0 || (jobs.queued > 0 && jobs.completed + jobs.failed + jobs.canceled > 0) {
+        "processing"
+    } else if jobs.queued > 0 {
+        "queued"
+    } else if active == 0 && jobs.canceled > 0 {
+        "canceled"
+    } else if jobs.failed > 0 {
+        "failed"
+    } else {
+        "completed"
+    }
+}
+
+async fn get_batch_spec(State(state): State<SharedState>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<Json<BatchSpecStatus>> {
+    let caller = authenticate(&state, &headers).await?;
+    let row = visible_batch_spec(&state, &caller, &id).await?;
+    Ok(Json(batch_spec_status(&state, &row).await?))
+}
+
+async fn list_workspaces(State(state): State<SharedState>, headers: HeaderMap, Path(id): Path<String>, Query(page): Query<PageQuery>) -> ApiResult<Json<WorkspacePage>> {
+    let caller = authenticate(&state, &headers).await?;
+    let row = visible_batch_spec(&state, &caller, &id).await?;
+    let filter = match page.state.as_deref() {
+        None | Some("") | Some("all") => WorkspaceJobFilter::All,
+        Some(name) => WorkspaceJobFilter::JobState(
+            JobState::parse(name).ok_or_else(|| ApiError::bad_request(format!("unknown state {name:?}; use queued, processing, completed, failed or canceled")))?,
+        ),
+    };
+    let after = page.after.as_deref().map(str::parse::<i64>).transpose().map_err(|_| ApiError::bad_request("`after` is a workspace id"))?;
+    let limit = page.limit.unwrap_or(500).clamp(1, 5000);
+    let rows = state.store.list_workspaces_with_jobs(row.id, filter, after.map(WorkspaceId), limit).await?;
+    let mut repository_names = std::collections::HashMap::new();
+    let mut workspaces = Vec::with_capacity(rows.len());
+    for workspace in &rows {
+        if !repository_names.contains_key(&workspace.repository_id) {
+            let repository = state.store.get_repository(workspace.repository_id).await?;
+            repository_names.insert(workspace.repository_id, repository.name);
+        }
+        let job = workspace.job.as_ref();
+        let state_name = match job {
+            Some(job) if job.cancel && job.state == JobState::Processing => "canceling".to_owned(),
+            Some(job) => job.state.as_str().to_owned(),
+            None if workspace.cached_result_found => "cached".to_owned(),
+            None => "skipped".to_owned(),
+        };
+        workspaces.push(WorkspaceInfo {
+            id: workspace.workspace_id.0,
+            repository: repository_names[&workspace.repository_id].clone(),
+            branch: workspace.branch.clone(),
+            path: workspace.path.clone(),
+            state: state_name,
+            job_id: job.map(|job| job.id.0),
+            executor: job.and_then(|job| job.executor_name.clone()),
+            failure_message: job.and_then(|job| job.failure_message.clone()),
+            queued_at_ms: job.map(|job| job.queued_at),
+            started_at_ms: job.and_then(|job| job.started_at),
+            finished_at_ms: job.and_then(|job| job.finished_at),
+        });
+    }
+    let next = (rows.len() as i64 == limit).then(|| rows.last().map(|workspace| workspace.workspace_id.0)).flatten();
+    Ok(Json(WorkspacePage { workspaces, next }))
+}
+
+async fn list_changeset_specs(State(state): State<SharedState>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<Json<Vec<ChangesetSpecInfo>>> {
+    let caller = authenticate(&state, &headers).await?;
+    let row = visible_batch_spec(&state, &caller, &id).await?;
+    let specs = state.store.list_changeset_specs(row.id, None, 100_000).await?;
+    let mut names = std::collections::HashMap::new();
+    let mut result = Vec::with_capacity(specs.len());
+    for spec in specs {
+        if !names.contains_key(&spec.repository_id) {
+            names.insert(spec.repository_id, state.store.get_repository(spec.repository_id).await?.name);
+        }
+        result.push(ChangesetSpecInfo {
+            id: spec.rand_id,
+            repository: names[&spec.repository_id].clone(),
+            base_ref: spec.base_ref.unwrap_or_default(),
+            head_ref: spec.head_ref.unwrap_or_default(),
+            title: spec.title.unwrap_or_default(),
+            body: spec.body.unwrap_or_default(),
+            commit_message: spec.commit_message.unwrap_or_default(),
+            author_name: spec.author_name.unwrap_or_default(),
+            author_email: spec.author_email.unwrap_or_default(),
+            published: spec.published.unwrap_or(serde_json::Value::Null),
+            diff: String::from_utf8_lossy(&spec.diff.unwrap_or_default()).into_owned(),
+        });
+    }
+    Ok(Json(result))
+}
+
+async fn cancel_batch_spec(State(state): State<SharedState>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<Json<BatchSpecStatus>> {
+    let caller = authenticate(&state, &headers).await?;
+    let row = visible_batch_spec(&state, &caller, &id).await?;
+    state.store.cancel_batch_spec_jobs(row.id, Clock::now_ms()).await?;
+    Ok(Json(batch_spec_status(&state, &row).await?))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RetryRequest {
+    #[serde(default)]
+    include_completed: bool,
+    #[serde(default)]
+    workspaces: Vec<i64>,
+}
+
+async fn retry_batch_spec(State(state): State<SharedState>, headers: HeaderMap, Path(id): Path<String>, Json(request): Json<RetryRequest>) -> ApiResult<Json<BatchSpecStatus>> {
+    let caller = authenticate(&state, &headers).await?;
+    let row = visible_batch_spec(&state, &caller, &id).await?;
+    let now = Clock::now_ms();
+    if request.workspaces.is_empty() {
+        state.store.retry_batch_spec_jobs(row.id, request.include_completed, now).await?;
+    } else {
+        let ids: Vec<WorkspaceId> = request.workspaces.into_iter().map(WorkspaceId).collect();
+        state.store.retry_workspace_jobs(row.id, &ids, now).await?;
+    }
+    state.jobs_queued.notify_waiters();
+    Ok(Json(batch_spec_status(&state, &row).await?))
+}
+
+async fn job_logs(State(state): State<SharedState>, headers: HeaderMap, Path(id): Path<i64>) -> ApiResult<Json<Vec<LogEntryInfo>>> {
+    let caller = authenticate(&state, &headers).await?;
+    let job = state.store.get_execution_job(JobId(id)).await.map_err(|_| ApiError::not_found(format!("no job {id}")))?;
+    let row = state.store.get_batch_spec(job.batch_spec_id).await?;
+    visible_batch_spec(&state, &caller, &row.rand_id).await?;
+    let entries = state.store.list_log_entries(job.id).await?;
+    Ok(Json(
+        entries
+            .into_iter()
+            .map(|entry| LogEntryInfo {
+                index: entry.entry_index,
+                key: entry.key,
+                command: serde_json::from_value(entry.command).unwrap_or_default(),
+                started_at_ms: entry.started_at,
+                exit_code: entry.exit_code,
+                duration_ms: entry.duration_ms,
+                output: entry.output,
+            })
+            .collect(),
+    ))
+}
+
+/// Prometheus text: queue depth (what an autoscaler scales executors on), jobs by state,
+/// executors seen in the last minute.
+async fn metrics(State(state): State<SharedState>) -> ApiResult<Response> {
+    let depth = state.store.queue_depth().await?;
+    let counts = state.store.jobs_by_state().await?;
+    let executors = state.store.list_executors(Clock::now_ms() - 60_000).await?.len();
+    let mut text = String::new();
+    text.push_str("# HELP flotilla_queue_depth Workspace jobs waiting for an executor.\n# TYPE flotilla_queue_depth gauge\n");
+    text.push_str(&format!("flotilla_queue_depth {depth}\n"));
+    text.push_str("# HELP flotilla_jobs Workspace jobs by state.\n# TYPE flotilla_jobs gauge\n");
+    for (name, value) in [
+        ("queued", counts.queued),
+        ("processing", counts.processing),
+        ("canceling", counts.canceling),
+        ("completed", counts.completed),
+        ("failed", counts.failed),
+        ("canceled", counts.canceled),
+    ] {
+        text.push_str(&format!("flotilla_jobs{{state=\"{name}\"}} {value}\n"));
+    }
+    text.push_str("# HELP flotilla_executors_alive Executors that sent a heartbeat in the last minute.\n# TYPE flotilla_executors_alive gauge\n");
+    text.push_str(&format!("flotilla_executors_alive {executors}\n"));
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(queued: i64, processing: i64, completed: i64, failed: i64, canceled: i64) -> JobCounts {
+        JobCounts { queued, processing, canceling: 0, completed, failed, canceled }
+    }
+
+    #[test]
+    fn overall_state_follows_sourcegraph() {
+        assert_eq!(overall_state(Some(ResolutionState::Processing), &counts(0, 0, 0, 0, 0)), "pending");
+        assert_eq!(overall_state(Some(ResolutionState::Completed), &counts(3, 0, 0, 0, 0)), "queued");
+        assert_eq!(overall_state(Some(ResolutionState::Completed), &counts(2, 0, 1, 0, 0)), "processing");
+        assert_eq!(overall_state(Some(ResolutionState::Completed), &counts(0, 0, 2, 1, 0)), "failed");
+        assert_eq!(overall_state(Some(ResolutionState::Completed), &counts(0, 0, 3, 0, 0)), "completed");
+        assert_eq!(overall_state(Some(ResolutionState::Completed), &counts(0, 0, 1, 0, 2)), "canceled");
+        assert_eq!(overall_state(Some(ResolutionState::Failed), &counts(0, 0, 0, 0, 0)), "failed");
+    }
+}

@@ -1,0 +1,301 @@
+//! The executor API: the queue (dequeue, heartbeat), job reports (logs, complete, fail) and
+//! the git endpoint executors fetch code from.
+//!
+//! Three credentials meet here. The executor token (`Authorization: token-executor <t>`)
+//! only dequeues and heartbeats. Each dequeued job gets its own short-lived job token
+//! (`Authorization: Bearer <t>`), which only reports on that job and only fetches that job's
+//! repository. Neither can read user data, and executors never see code host credentials:
+//! they fetch from the server's mirror.
+
+use std::collections::BTreeMap;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use axum::{Json, Router};
+use flotilla_store::{
+    Clock, CompletionOutcome, ExecutionJob, ExecutorInfo, JobId, JobTokenGrant, NewJobToken, NewLogEntry, RoutingFilter,
+};
+use flotilla_wire::{
+    DequeueRequest, HeartbeatRequest, HeartbeatResponse, Job, JobFailure, JobResult, LogEntryCreated, LogEntryStart,
+    LogEntryUpdate,
+};
+use futures_util::TryStreamExt;
+
+use crate::SharedState;
+use crate::error::{ApiError, ApiResult};
+use crate::secrets_crypto::{TokenKind, generate_token, hash_token};
+
+pub fn router(state: SharedState) -> Router {
+    Router::new()
+        .route("/.executors/queue/dequeue", post(dequeue))
+        .route("/.executors/queue/heartbeat", post(heartbeat))
+        .route("/.executors/jobs/{job_id}/log", post(append_log))
+        .route("/.executors/jobs/{job_id}/log/{index}", patch(update_log))
+        .route("/.executors/jobs/{job_id}/complete", post(complete))
+        .route("/.executors/jobs/{job_id}/fail", post(fail))
+        .route("/.executors/git/{*path}", get(git_get).post(git_post))
+        .with_state(state)
+}
+
+/// Checks the executor token.
+async fn authorize_executor(state: &SharedState, headers: &HeaderMap) -> ApiResult<()> {
+    let token = authorization(headers)
+        .and_then(|value| value.strip_prefix("token-executor "))
+        .ok_or_else(|| ApiError::unauthorized("this route needs `Authorization: token-executor <executor token>`"))?;
+    match state.store.lookup_executor_token(&hash_token(token.trim())).await? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::unauthorized("unknown or revoked executor token")),
+    }
+}
+
+/// Checks a job token and that it belongs to `job_id` (when given).
+async fn authorize_job(state: &SharedState, headers: &HeaderMap, job_id: Option<i64>) -> ApiResult<JobTokenGrant> {
+    let token = authorization(headers)
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .ok_or_else(|| ApiError::unauthorized("this route needs the job's token: `Authorization: Bearer <job token>`"))?;
+    let grant = state
+        .store
+        .lookup_job_token(&hash_token(token.trim()), Clock::now_ms())
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("unknown or expired job token (the job may have finished or been requeued)"))?;
+    if let Some(job_id) = job_id
+        && grant.job_id != JobId(job_id)
+    {
+        return Err(ApiError::forbidden("this job token belongs to another job"));
+    }
+    Ok(grant)
+}
+
+fn authorization(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::AUTHORIZATION)?.to_str().ok()
+}
+
+async fn dequeue(State(state): State<SharedState>, headers: HeaderMap, Json(request): Json<DequeueRequest>) -> ApiResult<Response> {
+    authorize_executor(&state, &headers).await?;
+    let executor = &request.executor;
+    if executor.name.trim().is_empty() {
+        return Err(ApiError::bad_request("the executor needs a name"));
+    }
+    record_executor(&state, executor).await?;
+    let routing = routing_filter(&state, &executor.labels).await?;
+    let token = generate_token(TokenKind::Job);
+    let now = Clock::now_ms();
+    let expires = now + state.config.job_timeout.as_millis() as i64 + 3_600_000;
+    let Some(dequeued) = state
+        .store
+        .dequeue_execution_job(&executor.name, &routing, &NewJobToken { token_hash: hash_token(&token), expires_at_ms: expires }, now)
+        .await?
+    else {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    };
+    let job = job_payload(&state, &dequeued.job, token).await?;
+    tracing::info!(job.id = dequeued.job.id.0, executor.name = %executor.name, repo.name = %job.repository_name, "job dequeued");
+    Ok(Json(job).into_response())
+}
+
+/// Which routed jobs this executor may take: a job's routing key is `k=v,k2=v2`, and every
+/// pair must be among the executor's labels.
+async fn routing_filter(state: &SharedState, labels: &BTreeMap<String, String>) -> ApiResult<RoutingFilter> {
+    let keys = state.store.queued_routing_keys().await?;
+    let satisfiable = keys.into_iter().filter(|key| routing_key_satisfied(key, labels));
+    Ok(RoutingFilter::with_keys(satisfiable))
+}
+
+pub fn routing_key_satisfied(key: &str, labels: &BTreeMap<String, String>) -> bool {
+    key.split(',').filter(|pair| !pair.is_empty()).all(|pair| match pair.split_once('=') {
+        Some((name, value)) => labels.get(name).is_some_and(|label| label == value),
+        None => labels.contains_key(pair),
+    })
+}
+
+/// The job as the executor receives it: the payload stored at resolution, plus this attempt's
+/// token and the secrets its steps need.
+async fn job_payload(state: &SharedState, job: &ExecutionJob, token: String) -> ApiResult<Job> {
+    let mut payload: Job = serde_json::from_value(job.payload.clone())
+        .map_err(|error| ApiError::internal(format!("job {} has an unreadable payload: {error}", job.id.0)))?;
+    payload.id = job.id.0;
+    payload.token = token;
+    payload.timeout_seconds = state.config.job_timeout.as_secs();
+    Ok(payload)
+}
+
+async fn record_executor(state: &SharedState, executor: &flotilla_wire::ExecutorDescription) -> ApiResult<()> {
+    let info = ExecutorInfo {
+        name: executor.name.clone(),
+        hostname: executor.hostname.clone(),
+        version: executor.version.clone(),
+        labels: serde_json::to_value(&executor.labels).unwrap_or_default(),
+        resources: serde_json::json!({"cpus": executor.cpus, "memoryBytes": executor.memory_bytes, "runtime": executor.runtime}),
+        os: executor.os.clone(),
+        architecture: executor.architecture.clone(),
+    };
+    state.store.upsert_executor(&info, Clock::now_ms()).await?;
+    Ok(())
+}
+
+async fn heartbeat(State(state): State<SharedState>, headers: HeaderMap, Json(request): Json<HeartbeatRequest>) -> ApiResult<Json<HeartbeatResponse>> {
+    authorize_executor(&state, &headers).await?;
+    record_executor(&state, &request.executor).await?;
+    let ids: Vec<JobId> = request.job_ids.iter().copied().map(JobId).collect();
+    let outcome = state.store.heartbeat(&request.executor.name, &ids, Clock::now_ms()).await?;
+    Ok(Json(HeartbeatResponse {
+        known_ids: outcome.known.iter().map(|id| id.0).collect(),
+        cancel_ids: outcome.cancel.iter().map(|id| id.0).collect(),
+    }))
+}
+
+/// The executor that owns a job (the job token proves the caller is it).
+async fn owning_executor(state: &SharedState, job_id: i64) -> ApiResult<(ExecutionJob, String)> {
+    let job = state.store.get_execution_job(JobId(job_id)).await?;
+    let executor = job.executor_name.clone().ok_or_else(|| ApiError::conflict("the job is not being processed"))?;
+    Ok((job, executor))
+}
+
+async fn append_log(
+    State(state): State<SharedState>,
+    Path(job_id): Path<i64>,
+    headers: HeaderMap,
+    Json(entry): Json<LogEntryStart>,
+) -> ApiResult<Json<LogEntryCreated>> {
+    authorize_job(&state, &headers, Some(job_id)).await?;
+    let (_, executor) = owning_executor(&state, job_id).await?;
+    let index = state
+        .store
+        .append_log_entry(
+            JobId(job_id),
+            &executor,
+            &NewLogEntry {
+                key: entry.key,
+                command: entry.command,
+                started_at: entry.started_at_ms,
+                exit_code: None,
+                duration_ms: None,
+                output: String::new(),
+            },
+        )
+        .await?;
+    Ok(Json(LogEntryCreated { index }))
+}
+
+async fn update_log(
+    State(state): State<SharedState>,
+    Path((job_id, index)): Path<(i64, i64)>,
+    headers: HeaderMap,
+    Json(update): Json<LogEntryUpdate>,
+) -> ApiResult<StatusCode> {
+    authorize_job(&state, &headers, Some(job_id)).await?;
+    let (_, executor) = owning_executor(&state, job_id).await?;
+    state
+        .store
+        .update_log_entry(JobId(job_id), &executor, index, &update.output, update.exit_code.map(i64::from), update.duration_ms)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn complete(
+    State(state): State<SharedState>,
+    Path(job_id): Path<i64>,
+    headers: HeaderMap,
+    Json(result): Json<JobResult>,
+) -> ApiResult<StatusCode> {
+    authorize_job(&state, &headers, Some(job_id)).await?;
+    let (job, executor) = owning_executor(&state, job_id).await?;
+    // Build the changeset specs before the job is marked complete: if the result cannot
+    // become changeset specs (a template fails, two specs share a branch), the workspace
+    // fails with that message instead.
+    let built = crate::changeset_specs::build_for_job(&state, &job, &result).await;
+    let now = Clock::now_ms();
+    let specs = match built {
+        Ok(specs) => specs,
+        Err(message) => {
+            state.store.fail_job(job.id, &executor, &message, now).await?;
+            return Ok(StatusCode::NO_CONTENT);
+        }
+    };
+    let result_json = serde_json::to_value(&result).map_err(|error| ApiError::bad_request(format!("unreadable result: {error}")))?;
+    match state.store.complete_job(job.id, &executor, &result_json, now).await? {
+        CompletionOutcome::Applied { .. } => {
+            crate::changeset_specs::store_for_job(&state, &job, &result, specs).await?;
+            Ok(StatusCode::NO_CONTENT)
+        }
+        CompletionOutcome::Ignored { .. } => Err(ApiError::conflict("the job was already finished or given to another executor")),
+    }
+}
+
+async fn fail(
+    State(state): State<SharedState>,
+    Path(job_id): Path<i64>,
+    headers: HeaderMap,
+    Json(failure): Json<JobFailure>,
+) -> ApiResult<StatusCode> {
+    authorize_job(&state, &headers, Some(job_id)).await?;
+    let (job, executor) = owning_executor(&state, job_id).await?;
+    crate::changeset_specs::store_cache_entries(&state, &job, &failure.cache_entries).await?;
+    let message = if failure.infrastructure { format!("infrastructure failure: {}", failure.message) } else { failure.message };
+    match state.store.fail_job(job.id, &executor, &message, Clock::now_ms()).await? {
+        CompletionOutcome::Applied { .. } => Ok(StatusCode::NO_CONTENT),
+        CompletionOutcome::Ignored { .. } => Err(ApiError::conflict("the job was already finished or given to another executor")),
+    }
+}
+
+/// Splits `/.executors/git/<repository>/<suffix>` and checks the job token covers it.
+async fn git_repository(state: &SharedState, headers: &HeaderMap, path: &str, suffix: &str) -> ApiResult<std::path::PathBuf> {
+    let name = path
+        .strip_suffix(suffix)
+        .map(|name| name.trim_end_matches('/'))
+        .ok_or_else(|| ApiError::not_found("unknown git route; executors fetch with git's smart HTTP protocol"))?;
+    let grant = authorize_job(state, headers, None).await?;
+    let repository = state
+        .store
+        .get_repository_by_name(name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("unknown repository {name}")))?;
+    if repository.id != grant.repository_id {
+        return Err(ApiError::forbidden("this job token only fetches its own job's repository"));
+    }
+    Ok(crate::mirrors::mirror_path(&state.config, repository.id))
+}
+
+async fn git_get(State(state): State<SharedState>, Path(path): Path<String>, headers: HeaderMap) -> ApiResult<Response> {
+    let mirror = git_repository(&state, &headers, &path, "info/refs").await?;
+    let protocol = headers.get("git-protocol").and_then(|value| value.to_str().ok());
+    let body = flotilla_git::advertise_upload_pack(&mirror, protocol)
+        .await
+        .map_err(|error| ApiError::internal(format!("serving {path}: {error}")))?;
+    Ok(([(header::CONTENT_TYPE, flotilla_git::ADVERTISEMENT_CONTENT_TYPE), (header::CACHE_CONTROL, "no-cache")], body).into_response())
+}
+
+async fn git_post(State(state): State<SharedState>, Path(path): Path<String>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+    let mirror = git_repository(&state, &headers, &path, "git-upload-pack").await?;
+    let protocol = headers.get("git-protocol").and_then(|value| value.to_str().ok()).map(str::to_owned);
+    let gzipped = headers.get(header::CONTENT_ENCODING).and_then(|value| value.to_str().ok()) == Some("gzip");
+    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    let reader = tokio_util::io::StreamReader::new(stream);
+    let response = if gzipped {
+        let decoder = async_compression::tokio::bufread::GzipDecoder::new(reader);
+        flotilla_git::upload_pack(&mirror, decoder, protocol.as_deref()).await
+    } else {
+        flotilla_git::upload_pack(&mirror, reader, protocol.as_deref()).await
+    }
+    .map_err(|error| ApiError::internal(format!("serving {path}: {error}")))?;
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(response));
+    Ok(([(header::CONTENT_TYPE, flotilla_git::RESULT_CONTENT_TYPE), (header::CACHE_CONTROL, "no-cache")], body).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routing_keys_need_every_label() {
+        let labels = BTreeMap::from([("gpu".to_owned(), "true".to_owned()), ("size".to_owned(), "large".to_owned())]);
+        assert!(routing_key_satisfied("", &labels));
+        assert!(routing_key_satisfied("gpu=true", &labels));
+        assert!(routing_key_satisfied("gpu=true,size=large", &labels));
+        assert!(!routing_key_satisfied("gpu=false", &labels));
+        assert!(!routing_key_satisfied("arch=arm64", &labels));
+    }
+}

@@ -1,0 +1,238 @@
+//! The Flotilla server: the HTTP API for users and executors, and the background workers.
+//!
+//! The server holds the code (mirrors of every repository), resolves batch specs into
+//! workspaces, queues one job per workspace, hands jobs to executors over HTTP, serves them
+//! the code, and turns their results into changeset specs. It never runs a user's steps
+//! itself, so no batch change can take it down.
+//!
+//! Code map: [`api`] (user routes, token auth), [`executor_api`] (the executor queue and git
+//! routes, executor and job tokens), [`mirrors`] (code hosts → mirrored repositories),
+//! [`resolution`] (spec → workspaces → jobs), [`changeset_specs`] (results → changeset
+//! specs), [`janitor`] (stalled jobs), [`secrets_crypto`] (tokens and encryption at rest).
+//! Only this crate knows HTTP routing; only `flotilla-store` knows SQL.
+
+pub mod api;
+pub mod changeset_specs;
+pub mod error;
+pub mod executor_api;
+pub mod janitor;
+pub mod mirrors;
+pub mod resolution;
+pub mod secrets_crypto;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use flotilla_store::{Clock, NewUser, Store, TokenScope};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::secrets_crypto::{SecretKey, TokenKind, generate_token, hash_token};
+
+/// Everything the server needs to start.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Holds the SQLite database (unless `database_url` is set), the mirrors and the key.
+    pub data_dir: PathBuf,
+    /// `postgres://...` to use PostgreSQL; `None` for SQLite in the data directory.
+    pub database_url: Option<String>,
+    pub secret_key: SecretKey,
+    /// Largest batch spec accepted, in bytes.
+    pub max_spec_bytes: usize,
+    /// How often mirrors are fetched in the background.
+    pub mirror_interval: Duration,
+    /// A job whose executor has not sent a heartbeat for this long is requeued.
+    pub stalled_after: Duration,
+    /// How many times a stalled job is requeued before it fails.
+    pub max_resets: i64,
+    /// Whole-job time limit sent to executors.
+    pub job_timeout: Duration,
+}
+
+impl ServerConfig {
+    pub fn new(listen: SocketAddr, data_dir: PathBuf, secret_key: SecretKey) -> ServerConfig {
+        ServerConfig {
+            listen,
+            data_dir,
+            database_url: None,
+            secret_key,
+            max_spec_bytes: flotilla_spec::MAX_SPEC_BYTES,
+            mirror_interval: Duration::from_secs(60),
+            stalled_after: Duration::from_secs(25),
+            max_resets: 3,
+            job_timeout: Duration::from_secs(3600),
+        }
+    }
+
+    pub fn mirrors_dir(&self) -> PathBuf {
+        self.data_dir.join("mirrors")
+    }
+}
+
+/// Shared state of every request handler and worker.
+pub struct AppState {
+    pub store: Store,
+    pub config: ServerConfig,
+    /// Woken when jobs are queued, so idle dequeues can answer quickly.
+    pub jobs_queued: Notify,
+    /// Woken when a batch spec needs resolving.
+    pub resolution_requested: Notify,
+    /// Woken when a mirror sync is requested.
+    pub sync_requested: Notify,
+}
+
+pub type SharedState = Arc<AppState>;
+
+/// A started server: its address and a handle to stop it.
+pub struct RunningServer {
+    pub address: SocketAddr,
+    pub state: SharedState,
+    pub shutdown: CancellationToken,
+    pub tasks: tokio::task::JoinSet<()>,
+}
+
+impl RunningServer {
+    /// Stops serving and waits for the workers to finish.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Opens the database named by the configuration (SQLite in the data directory by default)
+/// and brings its schema up to date.
+pub async fn open_store(config: &ServerConfig) -> anyhow::Result<Store> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    let url = match &config.database_url {
+        Some(url) => url.clone(),
+        None => format!("sqlite://{}?mode=rwc", config.data_dir.join("flotilla.sqlite").display()),
+    };
+    let store = Store::open(&url).await.with_context(|| "opening the database (check --database-url)".to_owned())?;
+    store.migrate().await.context("bringing the database schema up to date")?;
+    Ok(store)
+}
+
+/// Starts the HTTP server and the background workers.
+pub async fn start(config: ServerConfig, store: Store) -> anyhow::Result<RunningServer> {
+    std::fs::create_dir_all(config.mirrors_dir())
+        .with_context(|| format!("creating {}", config.mirrors_dir().display()))?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {} (is another server running there? choose another with --listen)", config.listen))?;
+    let address = listener.local_addr().context("reading the listening address")?;
+    let state = Arc::new(AppState {
+        store,
+        config,
+        jobs_queued: Notify::new(),
+        resolution_requested: Notify::new(),
+        sync_requested: Notify::new(),
+    });
+    let shutdown = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+
+    let router = api::router(state.clone()).merge(executor_api::router(state.clone()));
+    let serve_shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        let serving = axum::serve(listener, router).with_graceful_shutdown(async move { serve_shutdown.cancelled().await });
+        if let Err(error) = serving.await {
+            tracing::error!(error = %error, "the HTTP server stopped");
+        }
+    });
+    tasks.spawn(mirrors::run_syncer(state.clone(), shutdown.clone()));
+    tasks.spawn(resolution::run_worker(state.clone(), shutdown.clone()));
+    tasks.spawn(janitor::run(state.clone(), shutdown.clone()));
+    Ok(RunningServer { address, state, shutdown, tasks })
+}
+
+/// The first administrator and the credentials `flotilla up` prints.
+pub struct Bootstrap {
+    pub admin_username: String,
+    /// Set when a token was created now (tokens are only stored hashed and cannot be shown again).
+    pub admin_token: Option<String>,
+    pub executor_token: Option<String>,
+}
+
+/// Creates the first site admin and an executor token if the database has no users yet, or
+/// registers the tokens given on the command line.
+pub async fn bootstrap(store: &Store, admin_token: Option<&str>, executor_token: Option<&str>) -> anyhow::Result<Bootstrap> {
+    let now = Clock::now_ms();
+    let existing = store.get_user_by_username("admin").await.context("looking up the administrator")?;
+    let admin = match existing {
+        Some(user) => user,
+        None => store
+            .create_user(
+                &NewUser {
+                    username: "admin".to_owned(),
+                    display_name: "Administrator".to_owned(),
+                    email: "admin@localhost".to_owned(),
+                    password_hash: None,
+                    site_admin: true,
+                },
+                now,
+            )
+            .await
+            .context("creating the first administrator")?,
+    };
+    let mut created_admin_token = None;
+    let wanted_admin_token = match admin_token {
+        Some(token) => Some(token.to_owned()),
+        None if store.list_access_tokens(admin.id).await?.is_empty() => {
+            let token = generate_token(TokenKind::User);
+            created_admin_token = Some(token.clone());
+            Some(token)
+        }
+        None => None,
+    };
+    if let Some(token) = &wanted_admin_token
+        && store.lookup_access_token(&hash_token(token), now).await?.is_none()
+    {
+        store.create_access_token(admin.id, &hash_token(token), TokenScope::SiteAdmin, "bootstrap", now).await?;
+        created_admin_token = Some(token.clone());
+    }
+    let mut created_executor_token = None;
+    let wanted_executor_token = match executor_token {
+        Some(token) => Some(token.to_owned()),
+        None if store.list_executor_tokens().await?.is_empty() => Some(generate_token(TokenKind::Executor)),
+        None => None,
+    };
+    if let Some(token) = &wanted_executor_token
+        && store.lookup_executor_token(&hash_token(token)).await?.is_none()
+    {
+        store.create_executor_token(&hash_token(token), "bootstrap", now).await?;
+        created_executor_token = Some(token.clone());
+    }
+    Ok(Bootstrap { admin_username: admin.username, admin_token: created_admin_token, executor_token: created_executor_token })
+}
+
+/// Reads the server's secret key from the data directory, creating it on first start.
+pub fn load_or_create_secret_key(data_dir: &Path) -> anyhow::Result<SecretKey> {
+    let path = data_dir.join("secret.key");
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    match std::fs::read_to_string(&path) {
+        Ok(text) => SecretKey::from_hex(&text).with_context(|| format!("reading the secret key {}", path.display())),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let key = SecretKey::generate();
+            write_private_file(&path, key.to_hex().as_bytes())?;
+            Ok(key)
+        }
+        Err(error) => Err(error).with_context(|| format!("reading the secret key {}", path.display())),
+    }
+}
+
+fn write_private_file(path: &Path, content: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(content).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,183 @@
+//! Code host connections → repositories → mirrors.
+//!
+//! The server keeps a bare mirror of every repository it knows, in
+//! `<data dir>/mirrors/<repository id>.git`, and serves executors from it. The syncer lists
+//! each code host's repositories, creates missing mirrors and fetches existing ones, in the
+//! background, at an interval or when asked. Progress is visible per repository through its
+//! mirror state (pending, cloning, ready, failed with the error).
+//!
+//! Kinds handled here: `git-directory` (every git repository below a local folder becomes
+//! `NAME/<path without .git>`) and `git-urls` (an explicit list of clone URLs, each named
+//! `NAME/<last path segments>`). Forge kinds (GitHub, GitLab, ...) arrive with the changeset
+//! issue.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use flotilla_store::{
+    Clock, CodeHost, CodeHostKind, MirrorState, MirrorStateUpdate, NewRepository, Repository, RepositoryId,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::{ServerConfig, SharedState};
+
+/// Where a repository's mirror lives.
+pub fn mirror_path(config: &ServerConfig, repository_id: RepositoryId) -> PathBuf {
+    config.mirrors_dir().join(format!("{}.git", repository_id.0))
+}
+
+/// Runs until shutdown: syncs everything at start, then at the configured interval or when
+/// [`crate::AppState::sync_requested`] is notified.
+pub async fn run_syncer(state: SharedState, shutdown: CancellationToken) {
+    loop {
+        if let Err(error) = sync_all(&state).await {
+            tracing::error!(error = %error, "syncing code hosts failed");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(state.config.mirror_interval) => {}
+            _ = state.sync_requested.notified() => {}
+        }
+    }
+}
+
+/// Lists every code host's repositories and brings each mirror up to date.
+pub async fn sync_all(state: &SharedState) -> anyhow::Result<()> {
+    for code_host in state.store.list_code_hosts().await? {
+        if let Err(error) = sync_code_host(state, &code_host).await {
+            tracing::error!(code_host.name = %code_host.name, error = %error, "syncing a code host failed");
+        }
+    }
+    Ok(())
+}
+
+/// Discovers a code host's repositories and syncs each mirror.
+pub async fn sync_code_host(state: &SharedState, code_host: &CodeHost) -> anyhow::Result<Vec<Repository>> {
+    let now = Clock::now_ms();
+    let discovered = discover(code_host).await?;
+    let mut repositories = Vec::with_capacity(discovered.len());
+    for (name, clone_url) in discovered {
+        let repository = state
+            .store
+            .upsert_repository(
+                &NewRepository { code_host_id: code_host.id, name, clone_url, default_branch: None, archived: false, fork: false },
+                now,
+            )
+            .await?;
+        repositories.push(repository);
+    }
+    // Mirrors are synced a few at a time: git is IO-bound and a code host may have thousands.
+    let mut pending = tokio::task::JoinSet::new();
+    let limit = 4;
+    for repository in repositories.clone() {
+        while pending.len() >= limit {
+            pending.join_next().await;
+        }
+        let state = state.clone();
+        pending.spawn(async move { sync_repository(&state, &repository).await });
+    }
+    while pending.join_next().await.is_some() {}
+    Ok(repositories)
+}
+
+async fn discover(code_host: &CodeHost) -> anyhow::Result<Vec<(String, String)>> {
+    match code_host.kind {
+        CodeHostKind::GitDirectory => {
+            let root = PathBuf::from(code_host.config.get("path").and_then(|path| path.as_str()).unwrap_or(&code_host.url));
+            let found = tokio::task::spawn_blocking(move || flotilla_git::discover_repositories(&root)).await??;
+            Ok(found
+                .into_iter()
+                .map(|repository| {
+                    (format!("{}/{}", code_host.name, repository.relative_name), repository.git_dir.display().to_string())
+                })
+                .collect())
+        }
+        CodeHostKind::GitUrls => {
+            let urls = code_host.config.get("urls").and_then(|urls| urls.as_array()).cloned().unwrap_or_default();
+            Ok(urls
+                .iter()
+                .filter_map(|url| url.as_str())
+                .map(|url| (format!("{}/{}", code_host.name, name_from_url(url)), url.to_owned()))
+                .collect())
+        }
+        other => anyhow::bail!("code hosts of kind {other:?} are not supported yet"),
+    }
+}
+
+/// `https://host/owner/repo.git` → `owner/repo`; `/srv/git/a/b.git` → `a/b`.
+fn name_from_url(url: &str) -> String {
+    let without_scheme = url.split_once("://").map_or(url, |(_, rest)| rest.split_once('/').map_or(rest, |(_, path)| path));
+    let trimmed = without_scheme.trim_end_matches('/').trim_end_matches(".git");
+    let parts: Vec<&str> = trimmed.split('/').filter(|part| !part.is_empty()).collect();
+    parts[parts.len().saturating_sub(2)..].join("/")
+}
+
+/// Clones or fetches one mirror and records its state.
+pub async fn sync_repository(state: &SharedState, repository: &Repository) {
+    let path = mirror_path(&state.config, repository.id);
+    let options = flotilla_git::RemoteOptions { credentials: None, timeout: Some(Duration::from_secs(600)) };
+    let exists = tokio::fs::try_exists(path.join("HEAD")).await.unwrap_or(false);
+    if !exists {
+        let _ = state
+            .store
+            .update_repository_mirror_state(
+                repository.id,
+                &MirrorStateUpdate { mirror_state: MirrorState::Cloning, head_commit: None, default_branch: None, last_error: None, synced_at: None },
+            )
+            .await;
+        let _ = tokio::fs::remove_dir_all(&path).await;
+    }
+    let result = if exists {
+        flotilla_git::fetch_mirror(&path, options).await.map(|_| ())
+    } else {
+        flotilla_git::create_mirror(&repository.clone_url, &path, options).await
+    };
+    let update = match result {
+        Ok(()) => match flotilla_git::default_branch(&path).await {
+            Ok(Some(branch)) => MirrorStateUpdate {
+                mirror_state: MirrorState::Ready,
+                head_commit: Some(branch.commit.as_str().to_owned()),
+                default_branch: Some(branch.name.as_str().to_owned()),
+                last_error: None,
+                synced_at: Some(Clock::now_ms()),
+            },
+            Ok(None) => MirrorStateUpdate {
+                mirror_state: MirrorState::Failed,
+                head_commit: None,
+                default_branch: None,
+                last_error: Some("the repository has no default branch (empty repository?)".to_owned()),
+                synced_at: Some(Clock::now_ms()),
+            },
+            Err(error) => failed(error.to_string()),
+        },
+        Err(error) => failed(error.to_string()),
+    };
+    if let Some(message) = &update.last_error {
+        tracing::warn!(repo.name = %repository.name, error = %message, "mirror sync failed");
+    }
+    if let Err(error) = state.store.update_repository_mirror_state(repository.id, &update).await {
+        tracing::error!(repo.name = %repository.name, error = %error, "recording the mirror state failed");
+    }
+}
+
+fn failed(message: String) -> MirrorStateUpdate {
+    MirrorStateUpdate {
+        mirror_state: MirrorState::Failed,
+        head_commit: None,
+        default_branch: None,
+        last_error: Some(message),
+        synced_at: Some(Clock::now_ms()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::name_from_url;
+
+    #[test]
+    fn names_from_urls() {
+        assert_eq!(name_from_url("https://github.com/owner/repo.git"), "owner/repo");
+        assert_eq!(name_from_url("/srv/git/team/tool.git"), "team/tool");
+        assert_eq!(name_from_url("file:///srv/git/x/"), "git/x");
+    }
+}

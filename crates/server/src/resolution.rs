@@ -1,0 +1,469 @@
+//! Workspace resolution: a batch spec → workspaces → queued jobs.
+//!
+//! Runs as a background worker over the store's resolution jobs (one per created batch
+//! spec), with Sourcegraph's semantics: `on` entries are merged per repository (an explicit
+//! `repository` entry overrides what queries found for it); `repositoriesMatchingQuery` is
+//! answered from the mirrors' default branches; `workspaces` rules split repositories into
+//! project folders; a root `.batchignore` file excludes a repository; steps whose `if:` is
+//! statically false for a repository are skipped, and a workspace with nothing left to run
+//! is dropped. Workspaces are written and their jobs queued in chunks as they are found, so
+//! executors start on the first ones before the last are resolved. Step results already in
+//! the user's cache are reused: a fully cached workspace gets its changeset specs at once.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use flotilla_git::{CommitId, RepoPath};
+use flotilla_search::{FileEntry, FileSource, Query, RepositoryFacts, match_repository};
+use flotilla_spec::{BatchSpec, OnEntry};
+use flotilla_store::{
+    BatchSpec as BatchSpecRow, Clock, MirrorState, NewExecutionJob, NewWorkspace, Repository, ResolutionJob, UserId,
+};
+use flotilla_template::sourcegraph::{BatchChangeAttributes, Repository as TemplateRepository, StaticBool, StepContext, is_static_bool};
+use flotilla_wire::{Job, StepResult};
+use flotilla_wire::cache::{CacheKeyInputs, resolve_environments, step_cache_key};
+use tokio_util::sync::CancellationToken;
+
+use crate::SharedState;
+use crate::changeset_specs::{FallbackAuthor, WorkspaceFacts, build, to_new_changeset_spec};
+use crate::mirrors::mirror_path;
+
+/// Workspaces are written and queued in chunks of this size.
+const CHUNK: usize = 500;
+
+/// Runs until shutdown, resolving queued batch specs one at a time per worker.
+pub async fn run_worker(state: SharedState, shutdown: CancellationToken) {
+    let worker = format!("resolver-{}", std::process::id());
+    loop {
+        match state.store.dequeue_resolution_job(&worker, Clock::now_ms()).await {
+            Ok(Some(job)) => {
+                let outcome = resolve_job(&state, &job).await;
+                let failure = outcome.as_ref().err().map(String::as_str);
+                if let Some(message) = failure {
+                    tracing::warn!(batch_spec.id = job.batch_spec_id.0, error = %message, "workspace resolution failed");
+                }
+                if let Err(error) = state.store.finish_resolution_job(job.id, &worker, failure, Clock::now_ms()).await {
+                    tracing::error!(error = %error, "recording the end of a resolution failed");
+                }
+                continue;
+            }
+            Ok(None) => {}
+            Err(error) => tracing::error!(error = %error, "dequeuing a resolution job failed"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = state.resolution_requested.notified() => {}
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// One repository revision to run on.
+#[derive(Clone, Debug)]
+struct RepositoryRevision {
+    repository: Repository,
+    branch: String,
+    commit: String,
+    file_matches: BTreeSet<String>,
+}
+
+async fn resolve_job(state: &SharedState, job: &ResolutionJob) -> Result<usize, String> {
+    let row = state.store.get_batch_spec(job.batch_spec_id).await.map_err(|error| error.to_string())?;
+    let spec: BatchSpec = serde_json::from_value(row.parsed_spec.clone()).map_err(|error| format!("the stored spec is unreadable: {error}"))?;
+    let revisions = resolve_repositories(state, &spec).await?;
+    let mut total = 0;
+    let mut pending: Vec<PlannedWorkspace> = Vec::new();
+    for revision in revisions {
+        for planned in plan_workspaces(state, &spec, &row, &revision).await? {
+            pending.push(planned);
+            if pending.len() >= CHUNK {
+                total += write_chunk(state, &spec, &row, std::mem::take(&mut pending)).await?;
+            }
+        }
+    }
+    total += write_chunk(state, &spec, &row, pending).await?;
+    Ok(total)
+}
+
+/// Merges the `on` entries into repository revisions, sorted by repository name.
+async fn resolve_repositories(state: &SharedState, spec: &BatchSpec) -> Result<Vec<RepositoryRevision>, String> {
+    let mut by_repository: BTreeMap<String, Vec<RepositoryRevision>> = BTreeMap::new();
+    let mut explicit: BTreeSet<String> = BTreeSet::new();
+    for entry in &spec.on {
+        match entry {
+            OnEntry::Query { repositories_matching_query } => {
+                for revision in search(state, repositories_matching_query, spec.version).await? {
+                    let name = revision.repository.name.clone();
+                    if !explicit.contains(&name) {
+                        by_repository.insert(name, vec![revision]);
+                    }
+                }
+            }
+            OnEntry::Repository { repository, branches } => {
+                let found = state
+                    .store
+                    .get_repository_by_name(repository)
+                    .await
+                    .map_err(|error| error.to_string())?
+                    .ok_or_else(|| format!("repository {repository} not found: check the name with `flotilla repos list`, or add its code host"))?;
+                let revisions = explicit_revisions(state, &found, branches).await?;
+                explicit.insert(repository.clone());
+                by_repository.insert(repository.clone(), revisions);
+            }
+        }
+    }
+    Ok(by_repository.into_values().flatten().collect())
+}
+
+async fn explicit_revisions(state: &SharedState, repository: &Repository, branches: &[String]) -> Result<Vec<RepositoryRevision>, String> {
+    if repository.mirror_state != MirrorState::Ready {
+        return Err(format!(
+            "repository {} is not mirrored yet ({}); wait for the sync or run `flotilla repos sync {}`",
+            repository.name,
+            repository.last_error.as_deref().unwrap_or("sync pending"),
+            repository.name
+        ));
+    }
+    if branches.is_empty() {
+        return default_revision(repository).map(|revision| vec![revision]).ok_or_else(|| format!("repository {} has no default branch", repository.name));
+    }
+    let mirror = mirror_path(&state.config, repository.id);
+    let mut revisions = Vec::new();
+    for branch in branches {
+        let name = flotilla_git::BranchName::new(branch).map_err(|error| format!("branch {branch:?}: {error}"))?;
+        let commit = flotilla_git::resolve_branch(&mirror, &name)
+            .await
+            .map_err(|error| error.to_string())?
+            .ok_or_else(|| format!("no branch matching {branch:?} found for repository {}", repository.name))?;
+        revisions.push(RepositoryRevision {
+            repository: repository.clone(),
+            branch: branch.clone(),
+            commit: commit.as_str().to_owned(),
+            file_matches: BTreeSet::new(),
+        });
+    }
+    Ok(revisions)
+}
+
+fn default_revision(repository: &Repository) -> Option<RepositoryRevision> {
+    Some(RepositoryRevision {
+        repository: repository.clone(),
+        branch: repository.default_branch.clone()?,
+        commit: repository.head_commit.clone()?,
+        file_matches: BTreeSet::new(),
+    })
+}
+
+/// Answers a `repositoriesMatchingQuery` over every mirrored repository's default branch.
+async fn search(state: &SharedState, text: &str, spec_version: u8) -> Result<Vec<RepositoryRevision>, String> {
+    let query = Query::parse(text, spec_version).map_err(|error| format!("repositoriesMatchingQuery {text:?}: {error}"))?;
+    let mut found = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = state.store.list_repositories(after.as_deref(), 1000).await.map_err(|error| error.to_string())?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.name.clone());
+        for repository in page {
+            if repository.mirror_state != MirrorState::Ready {
+                continue;
+            }
+            let facts = RepositoryFacts { name: &repository.name, fork: repository.fork, archived: repository.archived };
+            if !query.repository_passes(facts) {
+                continue;
+            }
+            let Some(mut revision) = default_revision(&repository) else { continue };
+            let matched = if query.repository_only {
+                Some(Default::default())
+            } else {
+                let mirror = mirror_path(&state.config, repository.id);
+                let commit = revision.commit.clone();
+                let query = query.clone();
+                let name = repository.name.clone();
+                let (fork, archived) = (repository.fork, repository.archived);
+                tokio::task::spawn_blocking(move || {
+                    let runtime = tokio::runtime::Handle::current();
+                    let mut source = MirrorFiles { runtime, mirror, commit, reader: None, files: Vec::new() };
+                    match_repository(&query, RepositoryFacts { name: &name, fork, archived }, &mut source)
+                })
+                .await
+                .map_err(|error| format!("searching {}: {error}", repository.name))?
+                .map_err(|error| format!("searching {}: {error}", repository.name))?
+            };
+            if let Some(matched) = matched {
+                revision.file_matches = matched.file_paths.into_iter().collect();
+                found.push(revision);
+                if query.count.is_some_and(|count| found.len() >= count) {
+                    return Ok(found);
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Reads a mirror's files for the search matcher, from a blocking thread.
+struct MirrorFiles {
+    runtime: tokio::runtime::Handle,
+    mirror: std::path::PathBuf,
+    commit: String,
+    reader: Option<flotilla_git::BlobReader>,
+    files: Vec<flotilla_git::TreeEntry>,
+}
+
+impl FileSource for MirrorFiles {
+    type Error = String;
+
+    fn files(&mut self) -> Result<Vec<FileEntry>, String> {
+        let commit = CommitId::new(&self.commit).map_err(|error| error.to_string())?;
+        self.files = self.runtime.block_on(flotilla_git::list_files(&self.mirror, &commit)).map_err(|error| error.to_string())?;
+        Ok(self.files.iter().map(|entry| FileEntry { path: entry.path.clone(), size: entry.size.unwrap_or(0) }).collect())
+    }
+
+    fn content(&mut self, path: &str) -> Result<Vec<u8>, String> {
+        let Some(entry) = self.files.iter().find(|entry| entry.path == path) else {
+            return Ok(Vec::new());
+        };
+        let blob_id = entry.blob_id.clone();
+        let reader = self.reader.get_or_insert_with(|| flotilla_git::BlobReader::new(&self.mirror));
+        Ok(self.runtime.block_on(reader.read_blob(&blob_id)).map_err(|error| error.to_string())?.unwrap_or_default())
+    }
+}
+
+/// A workspace about to be written.
+struct PlannedWorkspace {
+    workspace: NewWorkspace,
+    repository: Repository,
+    skipped_steps: Vec<usize>,
+}
+
+/// Splits a repository revision into workspaces according to the spec's `workspaces` rules.
+async fn plan_workspaces(state: &SharedState, spec: &BatchSpec, row: &BatchSpecRow, revision: &RepositoryRevision) -> Result<Vec<PlannedWorkspace>, String> {
+    if spec.steps.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mirror = mirror_path(&state.config, revision.repository.id);
+    let commit = CommitId::new(&revision.commit).map_err(|error| error.to_string())?;
+    let batch_ignore = RepoPath::new(".batchignore").map_err(|error| error.to_string())?;
+    let ignored = flotilla_git::file_exists(&mirror, &commit, &batch_ignore).await.map_err(|error| error.to_string())?;
+    if ignored && !row.allow_ignored {
+        return Ok(Vec::new());
+    }
+    let matching: Vec<_> = spec
+        .workspaces
+        .iter()
+        .filter(|rule| {
+            let glob = if rule.in_repositories.is_empty() { "*" } else { rule.in_repositories.as_str() };
+            flotilla_spec::glob::matches(glob, &revision.repository.name).unwrap_or(false)
+        })
+        .collect();
+    if matching.len() > 1 {
+        return Err(format!("repository {} matches more than one `workspaces` rule; each repository may match at most one", revision.repository.name));
+    }
+    let mut paths: Vec<(String, bool)> = Vec::new();
+    match matching.first() {
+        None => paths.push((String::new(), false)),
+        Some(rule) => {
+            let files = flotilla_git::list_files(&mirror, &commit).await.map_err(|error| error.to_string())?;
+            let mut directories = BTreeSet::new();
+            for file in files {
+                let (directory, name) = file.path.rsplit_once('/').unwrap_or(("", file.path.as_str()));
+                if name == rule.root_at_location_of {
+                    directories.insert(directory.to_owned());
+                }
+            }
+            for directory in directories {
+                let only_fetch = rule.only_fetch_workspace && !directory.is_empty();
+                paths.push((directory, only_fetch));
+            }
+        }
+    }
+    let skipped_steps = statically_skipped_steps(spec, revision)?;
+    if skipped_steps.len() == spec.steps.len() {
+        return Ok(Vec::new());
+    }
+    Ok(paths
+        .into_iter()
+        .map(|(path, only_fetch_workspace)| {
+            let file_matches: Vec<String> = revision
+                .file_matches
+                .iter()
+                .filter(|file| path.is_empty() || file.starts_with(&format!("{path}/")))
+                .cloned()
+                .collect();
+            PlannedWorkspace {
+                workspace: NewWorkspace {
+                    batch_spec_id: row.id,
+                    repository_id: revision.repository.id,
+                    branch: revision.branch.clone(),
+                    commit: revision.commit.clone(),
+                    path,
+                    file_matches,
+                    only_fetch_workspace,
+                    ignored,
+                    unsupported: false,
+                    skipped: false,
+                    cached_result_found: false,
+                    step_cache_results: serde_json::json!({}),
+                },
+                repository: revision.repository.clone(),
+                skipped_steps: skipped_steps.clone(),
+            }
+        })
+        .collect())
+}
+
+/// Steps whose `if:` is false knowing only the repository and the batch change.
+fn statically_skipped_steps(spec: &BatchSpec, revision: &RepositoryRevision) -> Result<Vec<usize>, String> {
+    let context = StepContext {
+        batch_change: BatchChangeAttributes { name: spec.name.clone(), description: spec.description.clone() },
+        repository: TemplateRepository {
+            name: revision.repository.name.clone(),
+            branch: revision.branch.clone(),
+            file_matches: revision.file_matches.iter().cloned().collect(),
+        },
+        ..StepContext::default()
+    };
+    let mut skipped = Vec::new();
+    for (index, step) in spec.steps.iter().enumerate() {
+        if step.if_condition.is_empty() {
+            continue;
+        }
+        match is_static_bool(&step.if_condition, &context) {
+            Ok(StaticBool::Static(false)) => skipped.push(index),
+            Ok(_) => {}
+            Err(error) => return Err(format!("evaluating steps[{index}].if for {}: {error}", revision.repository.name)),
+        }
+    }
+    Ok(skipped)
+}
+
+/// Writes a chunk of workspaces, reuses cached step results, and queues the rest.
+async fn write_chunk(state: &SharedState, spec: &BatchSpec, row: &BatchSpecRow, planned: Vec<PlannedWorkspace>) -> Result<usize, String> {
+    if planned.is_empty() {
+        return Ok(0);
+    }
+    let now = Clock::now_ms();
+    let user = row.creator_user_id;
+    let mut jobs_payloads = Vec::with_capacity(planned.len());
+    let mut rows = Vec::with_capacity(planned.len());
+    for item in &planned {
+        let payload = job_payload(spec, item);
+        let cached = if row.no_cache { None } else { cached_result(state, user, spec, &payload, &item.skipped_steps).await? };
+        let mut workspace = item.workspace.clone();
+        let fully_cached = cached.as_ref().is_some_and(|result| last_runnable_step(spec, &item.skipped_steps) == Some(result.step_index));
+        workspace.cached_result_found = fully_cached;
+        rows.push(workspace);
+        jobs_payloads.push((payload, cached, fully_cached));
+    }
+    let ids = state.store.insert_workspaces(&rows, now).await.map_err(|error| error.to_string())?;
+    let mut jobs = Vec::new();
+    for ((workspace_id, (mut payload, cached, fully_cached)), item) in ids.into_iter().zip(jobs_payloads).zip(&planned) {
+        if item.workspace.ignored && !row.allow_ignored {
+            continue;
+        }
+        if fully_cached {
+            if let Some(result) = &cached {
+                store_cached_changeset_specs(state, spec, row, workspace_id, item, &payload, result).await?;
+            }
+            continue;
+        }
+        payload.cached_result = cached;
+        jobs.push(NewExecutionJob {
+            workspace_id,
+            batch_spec_id: row.id,
+            user_id: user,
+            routing_key: String::new(),
+            payload: serde_json::to_value(&payload).map_err(|error| error.to_string())?,
+        });
+    }
+    let count = rows.len();
+    if !jobs.is_empty() {
+        state.store.enqueue_execution_jobs(&jobs, now).await.map_err(|error| error.to_string())?;
+        state.jobs_queued.notify_waiters();
+    }
+    Ok(count)
+}
+
+fn last_runnable_step(spec: &BatchSpec, skipped: &[usize]) -> Option<usize> {
+    (0..spec.steps.len()).rev().find(|index| !skipped.contains(index))
+}
+
+/// The job an executor will receive, without its per-attempt token and secrets.
+fn job_payload(spec: &BatchSpec, item: &PlannedWorkspace) -> Job {
+    Job {
+        id: 0,
+        token: String::new(),
+        repository_name: item.repository.name.clone(),
+        commit: item.workspace.commit.clone(),
+        branch: item.workspace.branch.clone(),
+        git_path: format!("/.executors/git/{}", item.repository.name),
+        workspace_path: item.workspace.path.clone(),
+        only_fetch_workspace: item.workspace.only_fetch_workspace,
+        batch_change_name: spec.name.clone(),
+        batch_change_description: spec.description.clone(),
+        search_result_paths: item.workspace.file_matches.clone(),
+        steps: spec.steps.clone(),
+        skipped_steps: item.skipped_steps.clone(),
+        cached_result: None,
+        secrets: BTreeMap::new(),
+        redactions: Vec::new(),
+        mount_files: Vec::new(),
+        timeout_seconds: 0,
+    }
+}
+
+/// The result of the latest step whose cache entry exists, with every earlier runnable step
+/// cached too (resuming needs an unbroken prefix).
+async fn cached_result(state: &SharedState, user: UserId, spec: &BatchSpec, payload: &Job, skipped: &[usize]) -> Result<Option<StepResult>, String> {
+    let environments = resolve_environments(&spec.steps, &payload.secrets);
+    let inputs = CacheKeyInputs {
+        repository_name: &payload.repository_name,
+        branch: &payload.branch,
+        commit: &payload.commit,
+        file_matches: payload.search_result_paths.clone(),
+        path: &payload.workspace_path,
+        only_fetch_workspace: payload.only_fetch_workspace,
+        batch_change_name: &spec.name,
+        batch_change_description: &spec.description,
+        steps: &spec.steps,
+        environments,
+        mounts: Vec::new(),
+    };
+    let runnable: Vec<usize> = (0..spec.steps.len()).filter(|index| !skipped.contains(index)).collect();
+    let keys: Vec<String> = runnable.iter().map(|index| step_cache_key(&inputs, *index)).collect();
+    let entries = state.store.get_step_cache_entries(user, &keys).await.map_err(|error| error.to_string())?;
+    let mut latest = None;
+    for key in &keys {
+        match entries.iter().find(|entry| &entry.key == key) {
+            Some(entry) => latest = serde_json::from_value::<StepResult>(entry.value.clone()).ok(),
+            None => break,
+        }
+    }
+    Ok(latest)
+}
+
+async fn store_cached_changeset_specs(
+    state: &SharedState,
+    spec: &BatchSpec,
+    row: &BatchSpecRow,
+    workspace_id: flotilla_store::WorkspaceId,
+    item: &PlannedWorkspace,
+    payload: &Job,
+    result: &StepResult,
+) -> Result<(), String> {
+    let author = state.store.get_user(row.creator_user_id).await.map_err(|error| error.to_string())?;
+    let facts = WorkspaceFacts {
+        repository_name: &payload.repository_name,
+        branch: &payload.branch,
+        commit: &payload.commit,
+        path: &payload.workspace_path,
+        file_matches: &payload.search_result_paths,
+    };
+    let built = build(spec, &facts, result, &FallbackAuthor { name: &author.display_name, email: &author.email })?;
+    let specs: Vec<_> = built.into_iter().map(|built| to_new_changeset_spec(row.id, Some(workspace_id), item.repository.id, built)).collect();
+    if specs.is_empty() {
+        return Ok(());
+    }
+    let ids = state.store.insert_changeset_specs(&specs, Clock::now_ms()).await.map_err(|error| error.to_string())?;
+    state.store.set_workspace_changeset_specs(workspace_id, &ids).await.map_err(|error| error.to_string())?;
+    Ok(())
+}

@@ -1,0 +1,144 @@
+//! The user API's request and response bodies (`/api/v1/...`), shared by the server and the
+//! command-line client.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateCodeHost {
+    /// `git-directory` or `git-urls` (forge kinds arrive with the changeset issue).
+    pub kind: String,
+    pub name: String,
+    /// For `git-directory`: the folder whose git repositories are mirrored.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// For `git-urls`: the clone URLs.
+    #[serde(default)]
+    pub urls: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CodeHostInfo {
+    pub id: i64,
+    pub kind: String,
+    pub name: String,
+    pub url: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RepositoryInfo {
+    pub name: String,
+    pub mirror_state: String,
+    pub default_branch: Option<String>,
+    pub head_commit: Option<String>,
+    pub last_synced_at_ms: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncRequest {
+    /// One repository, or every repository when absent.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Wait for the sync to finish before answering.
+    #[serde(default)]
+    pub wait: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateBatchSpec {
+    /// The batch spec's YAML text, as written.
+    pub spec: String,
+    /// A user or org name; the caller's own namespace when absent.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub allow_ignored: bool,
+    #[serde(default)]
+    pub no_cache: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobCounts {
+    pub queued: i64,
+    pub processing: i64,
+    pub canceling: i64,
+    pub completed: i64,
+    pub failed: i64,
+    pub canceled: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchSpecStatus {
+    pub id: String,
+    pub name: String,
+    pub namespace: String,
+    /// pending (resolving), queued, processing, completed, failed, canceling, canceled.
+    pub state: String,
+    pub resolution_state: String,
+    pub resolution_failure: Option<String>,
+    pub workspaces: i64,
+    pub jobs: JobCounts,
+    pub changeset_specs: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkspaceInfo {
+    pub id: i64,
+    pub repository: String,
+    pub branch: String,
+    pub path: String,
+    /// queued, processing, completed, failed, canceling, canceled, skipped, cached.
+    pub state: String,
+    pub job_id: Option<i64>,
+    pub executor: Option<String>,
+    pub failure_message: Option<String>,
+    pub queued_at_ms: Option<i64>,
+    pub started_at_ms: Option<i64>,
+    pub finished_at_ms: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkspacePage {
+    pub workspaces: Vec<WorkspaceInfo>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next: Option<i64>,
+}
+
+/// A changeset spec in the form Sourcegraph's preview shows (and `batch preview --json` prints).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangesetSpecInfo {
+    pub id: String,
+    pub repository: String,
+    pub base_ref: String,
+    pub head_ref: String,
+    pub title: String,
+    pub body: String,
+    pub commit_message: String,
+    pub author_name: String,
+    pub author_email: String,
+    /// true, false, "draft" or null.
+    pub published: serde_json::Value,
+    pub diff: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogEntryInfo {
+    pub index: i64,
+    pub key: String,
+    pub command: Vec<String>,
+    pub started_at_ms: i64,
+    pub exit_code: Option<i64>,
+    pub duration_ms: Option<i64>,
+    pub output: String,
+}
