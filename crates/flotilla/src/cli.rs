@@ -27,6 +27,180 @@ pub enum Command {
     /// Work with batch specs: write, validate, and (with a server) preview and apply them.
     #[command(subcommand)]
     Batch(BatchCommand),
+
+    /// Run everything on this machine: the server on an embedded SQLite database plus local
+    /// executors. Prints the URL and the tokens to use.
+    ///
+    /// Examples:
+    ///   flotilla up                                  # data in ~/.local/share/flotilla
+    ///   flotilla up --data-dir ./data --executors 0  # executors run on other machines
+    #[command(verbatim_doc_comment)]
+    Up(UpArgs),
+
+    /// Run the server alone (SQLite by default, PostgreSQL with --database-url).
+    ///
+    /// Example:
+    ///   flotilla server --database-url postgres://flotilla@db/flotilla --listen 0.0.0.0:7080
+    #[command(verbatim_doc_comment)]
+    Server(ServerArgs),
+
+    /// Run an executor: take workspace jobs from a server and run their steps in containers.
+    ///
+    /// Example:
+    ///   flotilla executor --url http://server:7080 --token $EXECUTOR_TOKEN --concurrency 4
+    #[command(verbatim_doc_comment)]
+    Executor(ExecutorArgs),
+
+    /// Manage code host connections (where repositories come from).
+    #[command(subcommand)]
+    Codehost(CodehostCommand),
+
+    /// List and sync the repositories the server mirrors.
+    #[command(subcommand)]
+    Repos(ReposCommand),
+}
+
+/// Where the server is and who you are; from the environment by default.
+#[derive(Debug, Args, Clone)]
+pub struct ServerConnection {
+    /// The server's URL.
+    #[arg(long = "url", env = "FLOTILLA_URL", global = true, hide_env_values = true)]
+    pub url: Option<String>,
+    /// Your access token.
+    #[arg(long = "token", env = "FLOTILLA_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Where the database, mirrors and keys live.
+    #[arg(long, value_name = "DIR", env = "FLOTILLA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7080")]
+    pub listen: std::net::SocketAddr,
+    /// Local executors to start (default: one per core; 0 for none).
+    #[arg(long)]
+    pub executors: Option<usize>,
+    /// The first admin's access token (generated when not given).
+    #[arg(long, env = "FLOTILLA_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// The token executors authenticate with (generated when not given).
+    #[arg(long, env = "FLOTILLA_EXECUTOR_TOKEN", hide_env_values = true)]
+    pub executor_token: Option<String>,
+    /// How local executors run steps: podman, docker, or process (no isolation).
+    #[arg(long, default_value = "podman")]
+    pub runtime: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    #[arg(long, value_name = "DIR", env = "FLOTILLA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[arg(long, default_value = "127.0.0.1:7080")]
+    pub listen: std::net::SocketAddr,
+    /// `postgres://...` to use PostgreSQL instead of SQLite in the data directory.
+    #[arg(long, env = "FLOTILLA_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    #[arg(long, env = "FLOTILLA_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    #[arg(long, env = "FLOTILLA_EXECUTOR_TOKEN", hide_env_values = true)]
+    pub executor_token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecutorArgs {
+    /// The server's URL.
+    #[arg(long, env = "FLOTILLA_URL")]
+    pub url: String,
+    /// The executor token the server printed.
+    #[arg(long, env = "FLOTILLA_EXECUTOR_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// A unique name (default: hostname plus a random suffix).
+    #[arg(long, env = "FLOTILLA_EXECUTOR_NAME")]
+    pub name: Option<String>,
+    /// Jobs to run at once.
+    #[arg(long, default_value_t = 1, env = "FLOTILLA_EXECUTOR_CONCURRENCY")]
+    pub concurrency: usize,
+    /// podman, docker, or process (no isolation: only for trusted specs on machines without containers).
+    #[arg(long, default_value = "podman", env = "FLOTILLA_EXECUTOR_RUNTIME")]
+    pub runtime: String,
+    /// Labels that route jobs here, e.g. `gpu=true,size=large`.
+    #[arg(long, value_delimiter = ',', env = "FLOTILLA_EXECUTOR_LABELS")]
+    pub labels: Vec<String>,
+    /// Where workspaces and the repository cache live.
+    #[arg(long, value_name = "DIR", env = "FLOTILLA_EXECUTOR_DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// CPU limit per step container.
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Memory limit per step container, e.g. 2G.
+    #[arg(long)]
+    pub memory: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CodehostCommand {
+    /// Add a code host connection.
+    ///
+    /// Examples:
+    ///   flotilla codehost add --kind git --name local --path /srv/git
+    ///   flotilla codehost add --kind git-urls --name mirror --urls https://example.com/a.git,https://example.com/b.git
+    #[command(verbatim_doc_comment)]
+    Add(CodehostAddArgs),
+    /// List code host connections.
+    List(JsonFlag),
+}
+
+#[derive(Debug, Args)]
+pub struct CodehostAddArgs {
+    /// `git` (a folder of git repositories) or `git-urls` (a list of clone URLs).
+    #[arg(long)]
+    pub kind: String,
+    /// Prefix of the repositories' names: every repository becomes NAME/<path>.
+    #[arg(long)]
+    pub name: String,
+    /// For `--kind git`: the folder on the server whose repositories are mirrored.
+    #[arg(long)]
+    pub path: Option<PathBuf>,
+    /// For `--kind git-urls`: clone URLs.
+    #[arg(long, value_delimiter = ',')]
+    pub urls: Vec<String>,
+    #[command(flatten)]
+    pub connection: ServerConnection,
+}
+
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    /// Print JSON on standard output.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub connection: ServerConnection,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReposCommand {
+    /// List mirrored repositories with their sync state.
+    ///
+    /// Example:
+    ///   flotilla repos list --json
+    #[command(verbatim_doc_comment)]
+    List(JsonFlag),
+    /// Fetch one repository (or all) from its code host now, and wait.
+    ///
+    /// Examples:
+    ///   flotilla repos sync
+    ///   flotilla repos sync local/team/service
+    #[command(verbatim_doc_comment)]
+    Sync(ReposSyncArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReposSyncArgs {
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub connection: ServerConnection,
 }
 
 #[derive(Debug, Subcommand)]
@@ -49,6 +223,61 @@ pub enum BatchCommand {
     ///   flotilla batch new -f update-readme.batch.yaml
     #[command(verbatim_doc_comment)]
     New(NewArgs),
+
+    /// Run a spec server-side and show what it would change: resolves the workspaces, runs
+    /// the steps on the executors with live progress, then prints every workspace and the
+    /// changeset specs (the pull requests apply would open).
+    ///
+    /// Exit status: 0 when every workspace completed, 3 when some failed (they are listed
+    /// with their error), 1 when the spec is invalid or cannot be resolved.
+    ///
+    /// Examples:
+    ///   flotilla batch preview -f hello.batch.yaml
+    ///   flotilla batch preview -f hello.batch.yaml --json > preview.json
+    #[command(verbatim_doc_comment)]
+    Preview(PreviewArgs),
+
+    /// Start a spec server-side and return at once with its id (--follow to watch it).
+    ///
+    /// Example:
+    ///   flotilla batch remote -f hello.batch.yaml --follow
+    #[command(verbatim_doc_comment)]
+    Remote(RemoteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PreviewArgs {
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: PathBuf,
+    /// Print one JSON document on standard output.
+    #[arg(long)]
+    pub json: bool,
+    /// Namespace (user or organisation) of the batch change; yours by default.
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Run repositories that have a .batchignore file too.
+    #[arg(long)]
+    pub force_override_ignore: bool,
+    /// Ignore cached step results and run every step again.
+    #[arg(long)]
+    pub clear_cache: bool,
+    #[command(flatten)]
+    pub connection: ServerConnection,
+}
+
+#[derive(Debug, Args)]
+pub struct RemoteArgs {
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: PathBuf,
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Show progress until the run finishes.
+    #[arg(long)]
+    pub follow: bool,
+    #[arg(long)]
+    pub clear_cache: bool,
+    #[command(flatten)]
+    pub connection: ServerConnection,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@
 //! real work in the library crates, so the binary stays small and boring.
 
 mod cli;
+mod client;
 mod commands;
 
 use std::process::ExitCode;

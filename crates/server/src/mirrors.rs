@@ -133,7 +133,7 @@ pub async fn sync_repository(state: &SharedState, repository: &Repository) {
         flotilla_git::create_mirror(&repository.clone_url, &path, options).await
     };
     let update = match result {
-        Ok(()) => match flotilla_git::default_branch(&path).await {
+        Ok(()) => match default_branch_or_fallback(&path).await {
             Ok(Some(branch)) => MirrorStateUpdate {
                 mirror_state: MirrorState::Ready,
                 head_commit: Some(branch.commit.as_str().to_owned()),
@@ -158,6 +158,25 @@ pub async fn sync_repository(state: &SharedState, repository: &Repository) {
     if let Err(error) = state.store.update_repository_mirror_state(repository.id, &update).await {
         tracing::error!(repo.name = %repository.name, error = %error, "recording the mirror state failed");
     }
+}
+
+/// The branch HEAD names; when HEAD names a branch that does not exist (a bare repository
+/// created with `git init --bare` and then pushed `main` to, while HEAD still says
+/// `master`), the only branch, or else `main` or `master`, like a clone would pick.
+async fn default_branch_or_fallback(path: &std::path::Path) -> Result<Option<flotilla_git::Branch>, flotilla_git::GitError> {
+    if let Some(branch) = flotilla_git::default_branch(path).await? {
+        return Ok(Some(branch));
+    }
+    let mut branches = flotilla_git::list_branches(path).await?;
+    if branches.len() == 1 {
+        return Ok(branches.pop());
+    }
+    for preferred in ["main", "master"] {
+        if let Some(index) = branches.iter().position(|branch| branch.name.as_str() == preferred) {
+            return Ok(Some(branches.swap_remove(index)));
+        }
+    }
+    Ok(None)
 }
 
 fn failed(message: String) -> MirrorStateUpdate {

@@ -1,14 +1,31 @@
 //! One module per command group; each function returns the process exit code.
 
 mod batch;
+mod codehost;
+mod remote;
+mod repos;
+mod up;
 
 use std::process::ExitCode;
 
-use crate::cli::{BatchCommand, Cli, Command};
+use crate::cli::{BatchCommand, Cli, CodehostCommand, Command, ReposCommand};
 
 pub fn run(arguments: Cli) -> anyhow::Result<ExitCode> {
     match arguments.command {
         Command::Batch(BatchCommand::Validate(validate)) => batch::validate(&validate),
         Command::Batch(BatchCommand::New(new)) => batch::new(&new),
+        Command::Batch(BatchCommand::Preview(preview)) => runtime()?.block_on(remote::preview(preview)),
+        Command::Batch(BatchCommand::Remote(remote)) => runtime()?.block_on(remote::remote(remote)),
+        Command::Up(up) => runtime()?.block_on(up::up(up)),
+        Command::Server(server) => runtime()?.block_on(up::server(server)),
+        Command::Executor(executor) => runtime()?.block_on(up::executor(executor)),
+        Command::Codehost(CodehostCommand::Add(add)) => runtime()?.block_on(codehost::add(add)),
+        Command::Codehost(CodehostCommand::List(list)) => runtime()?.block_on(codehost::list(list)),
+        Command::Repos(ReposCommand::List(list)) => runtime()?.block_on(repos::list(list)),
+        Command::Repos(ReposCommand::Sync(sync)) => runtime()?.block_on(repos::sync(sync)),
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }

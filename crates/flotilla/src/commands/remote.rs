@@ -1,0 +1,164 @@
+//! `flotilla batch preview` and `flotilla batch remote`: run a spec server-side.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use flotilla_wire::api::{BatchSpecStatus, ChangesetSpecInfo, CreateBatchSpec, WorkspaceInfo, WorkspacePage};
+
+use super::batch::read_spec_source;
+use crate::cli::{PreviewArgs, RemoteArgs};
+use crate::client::Client;
+
+/// Uploads the spec after validating it locally (so errors show with the file's name).
+async fn upload(client: &Client, file: &std::path::Path, namespace: Option<String>, allow_ignored: bool, no_cache: bool) -> anyhow::Result<Result<BatchSpecStatus, ExitCode>> {
+    let (file_name, source) = read_spec_source(file)?;
+    if let Err(diagnostics) = flotilla_spec::parse_batch_spec(&source) {
+        eprint!("{}", flotilla_spec::render_all(&diagnostics, &file_name, &source));
+        eprintln!("{file_name}: invalid batch spec");
+        return Ok(Err(ExitCode::from(1)));
+    }
+    let created: BatchSpecStatus = client
+        .post("/api/v1/batch-specs", &CreateBatchSpec { spec: source, namespace, allow_ignored, no_cache })
+        .await?;
+    Ok(Ok(created))
+}
+
+/// Polls until resolution and execution are over, printing progress to stderr.
+async fn follow(client: &Client, id: &str, quiet: bool) -> anyhow::Result<BatchSpecStatus> {
+    let interactive = std::io::stderr().is_terminal();
+    let mut last_line = String::new();
+    loop {
+        let status: BatchSpecStatus = client.get(&format!("/api/v1/batch-specs/{id}")).await?;
+        let jobs = &status.jobs;
+        let line = format!(
+            "{}: {} workspaces resolved{} — {} queued, {} running, {} done, {} failed{}",
+            status.name,
+            status.workspaces,
+            if status.state == "pending" { " so far" } else { "" },
+            jobs.queued,
+            jobs.processing + jobs.canceling,
+            jobs.completed,
+            jobs.failed,
+            if jobs.canceled > 0 { format!(", {} canceled", jobs.canceled) } else { String::new() },
+        );
+        if !quiet && line != last_line {
+            if interactive {
+                eprint!("\r\x1b[2K{line}");
+            } else {
+                eprintln!("{line}");
+            }
+            last_line = line;
+        }
+        if matches!(status.state.as_str(), "completed" | "failed" | "canceled") {
+            if !quiet && interactive {
+                eprintln!();
+            }
+            return Ok(status);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn all_workspaces(client: &Client, id: &str) -> anyhow::Result<Vec<WorkspaceInfo>> {
+    let mut workspaces = Vec::new();
+    let mut after: Option<i64> = None;
+    loop {
+        let path = match after {
+            Some(after) => format!("/api/v1/batch-specs/{id}/workspaces?limit=1000&after={after}"),
+            None => format!("/api/v1/batch-specs/{id}/workspaces?limit=1000"),
+        };
+        let page: WorkspacePage = client.get(&path).await?;
+        workspaces.extend(page.workspaces);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(workspaces),
+        }
+    }
+}
+
+pub async fn preview(arguments: PreviewArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(arguments.connection.url.clone(), arguments.connection.token.clone())?;
+    let created = match upload(&client, &arguments.file, arguments.namespace.clone(), arguments.force_override_ignore, arguments.clear_cache).await? {
+        Ok(created) => created,
+        Err(code) => return Ok(code),
+    };
+    let url = format!("{}/api/v1/batch-specs/{}", client.base_url(), created.id);
+    if !arguments.json {
+        eprintln!("running batch spec {} server-side ({url})", created.id);
+    }
+    let status = follow(&client, &created.id, arguments.json).await?;
+    if status.resolution_state == "failed" {
+        eprintln!("error: resolving the workspaces failed: {}", status.resolution_failure.unwrap_or_default());
+        return Ok(ExitCode::from(1));
+    }
+    let workspaces = all_workspaces(&client, &created.id).await?;
+    let changeset_specs: Vec<ChangesetSpecInfo> = client.get(&format!("/api/v1/batch-specs/{}/changeset-specs", created.id)).await?;
+    let failed = workspaces.iter().filter(|workspace| workspace.state == "failed").count();
+    if workspaces.is_empty() {
+        eprintln!("warning: the spec matched no repositories; check `on` and that the repositories are mirrored (`flotilla repos list`)");
+    }
+    if arguments.json {
+        let document = serde_json::json!({
+            "batchSpec": created.id,
+            "url": url,
+            "state": status.state,
+            "workspaces": workspaces.iter().map(|workspace| serde_json::json!({
+                "repository": workspace.repository,
+                "branch": workspace.branch,
+                "path": workspace.path,
+                "state": workspace.state,
+                "executor": workspace.executor,
+                "failureMessage": workspace.failure_message,
+            })).collect::<Vec<_>>(),
+            "changesetSpecs": changeset_specs.iter().map(|spec| serde_json::json!({
+                "repository": spec.repository,
+                "baseRef": spec.base_ref,
+                "headRef": spec.head_ref,
+                "title": spec.title,
+                "body": spec.body,
+                "commitMessage": spec.commit_message,
+                "authorName": spec.author_name,
+                "authorEmail": spec.author_email,
+                "published": spec.published,
+                "diff": spec.diff,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&document)?);
+    } else {
+        println!("Workspaces ({}):", workspaces.len());
+        for workspace in &workspaces {
+            let path = if workspace.path.is_empty() { String::new() } else { format!(" /{}", workspace.path) };
+            println!("  {:<10} {}@{}{}", workspace.state, workspace.repository, workspace.branch, path);
+            if let Some(message) = &workspace.failure_message {
+                for line in message.lines() {
+                    println!("             {line}");
+                }
+            }
+        }
+        println!("Changesets ({}):", changeset_specs.len());
+        for spec in &changeset_specs {
+            let published = match &spec.published {
+                serde_json::Value::Null => "unset".to_owned(),
+                other => other.to_string().trim_matches('"').to_owned(),
+            };
+            println!("  {} {} → {} (published: {published})", spec.repository, spec.base_ref.trim_start_matches("refs/heads/"), spec.head_ref.trim_start_matches("refs/heads/"));
+            println!("    {}", spec.title);
+        }
+    }
+    Ok(if failed > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
+}
+
+pub async fn remote(arguments: RemoteArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(arguments.connection.url.clone(), arguments.connection.token.clone())?;
+    let created = match upload(&client, &arguments.file, arguments.namespace.clone(), false, arguments.clear_cache).await? {
+        Ok(created) => created,
+        Err(code) => return Ok(code),
+    };
+    println!("{}/api/v1/batch-specs/{}", client.base_url(), created.id);
+    if arguments.follow {
+        let status = follow(&client, &created.id, false).await?;
+        eprintln!("finished: {}", status.state);
+    }
+    Ok(ExitCode::SUCCESS)
+}
