@@ -1,0 +1,108 @@
+//! Redaction: every string the executor sends to the server (log output, commands, step
+//! stdout/stderr, outputs, failure messages) passes through a [`Redactor`] built from the
+//! job's `redactions` (secret value → `${{ secrets.NAME }}`) and the executor's own tokens.
+//!
+//! Like Sourcegraph's string replacer this is best effort: a secret that a step prints in
+//! another encoding (base64, URL-escaped) is not recognised. Diffs are never rewritten,
+//! because a changed diff would no longer apply.
+
+use aho_corasick::{AhoCorasick, MatchKind};
+use flotilla_wire::executor::Redaction;
+
+/// What executor-level secrets (the executor and job tokens) are replaced with.
+pub const SECRET_REMOVED: &str = "SECRET_REMOVED";
+
+/// Replaces secret values by their placeholders, all at once (the longest match wins when
+/// one secret contains another).
+#[derive(Clone, Debug)]
+pub struct Redactor {
+    automaton: Option<AhoCorasick>,
+    /// (secret, replacement), longest secret first.
+    pairs: Vec<(String, String)>,
+}
+
+impl Redactor {
+    /// A redactor for `redactions` plus `extra_secrets` (replaced by [`SECRET_REMOVED`]).
+    /// Empty values are ignored: replacing the empty string would garble everything.
+    pub fn new(redactions: &[Redaction], extra_secrets: &[&str]) -> Redactor {
+        let mut pairs: Vec<(String, String)> = redactions
+            .iter()
+            .map(|redaction| (redaction.value.clone(), redaction.replacement.clone()))
+            .chain(extra_secrets.iter().map(|secret| ((*secret).to_owned(), SECRET_REMOVED.to_owned())))
+            .filter(|(secret, _)| !secret.is_empty())
+            .collect();
+        pairs.sort_by_key(|(secret, _)| std::cmp::Reverse(secret.len()));
+        // Building only fails for absurdly large pattern sets; `redact` then falls back to
+        // replacing one secret after the other.
+        let automaton = (!pairs.is_empty())
+            .then(|| {
+                AhoCorasick::builder()
+                    .match_kind(MatchKind::LeftmostLongest)
+                    .build(pairs.iter().map(|(secret, _)| secret))
+                    .ok()
+            })
+            .flatten();
+        Redactor { automaton, pairs }
+    }
+
+    /// A redactor that changes nothing.
+    pub fn none() -> Redactor {
+        Redactor { automaton: None, pairs: Vec::new() }
+    }
+
+    /// `text` with every secret replaced.
+    pub fn redact(&self, text: &str) -> String {
+        if let Some(automaton) = &self.automaton {
+            let replacements: Vec<&str> = self.pairs.iter().map(|(_, replacement)| replacement.as_str()).collect();
+            return automaton.replace_all(text, &replacements);
+        }
+        let mut redacted = text.to_owned();
+        for (secret, replacement) in &self.pairs {
+            redacted = redacted.replace(secret.as_str(), replacement);
+        }
+        redacted
+    }
+
+    /// Redacts every string inside a JSON value (keys and values).
+    pub fn redact_json(&self, value: &serde_json::Value) -> serde_json::Value {
+        match value {
+            serde_json::Value::String(text) => serde_json::Value::String(self.redact(text)),
+            serde_json::Value::Array(items) => serde_json::Value::Array(items.iter().map(|item| self.redact_json(item)).collect()),
+            serde_json::Value::Object(entries) => serde_json::Value::Object(
+                entries.iter().map(|(key, item)| (self.redact(key), self.redact_json(item))).collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redaction(value: &str, name: &str) -> Redaction {
+        Redaction { value: value.to_owned(), replacement: format!("${{{{ secrets.{name} }}}}") }
+    }
+
+    #[test]
+    fn replaces_every_secret_longest_first() {
+        let redactor = Redactor::new(&[redaction("abc", "SHORT"), redaction("abcdef", "LONG"), redaction("", "EMPTY")], &["tok"]);
+        assert_eq!(
+            redactor.redact("x abcdef y abc z tok"),
+            "x ${{ secrets.LONG }} y ${{ secrets.SHORT }} z SECRET_REMOVED"
+        );
+    }
+
+    #[test]
+    fn without_secrets_text_is_unchanged() {
+        assert_eq!(Redactor::new(&[], &[""]).redact("plain"), "plain");
+        assert_eq!(Redactor::none().redact("plain"), "plain");
+    }
+
+    #[test]
+    fn redacts_inside_json() {
+        let redactor = Redactor::new(&[redaction("s3cret", "S")], &[]);
+        let value = serde_json::json!({"a": ["x s3cret", 1], "s3cret": true});
+        assert_eq!(redactor.redact_json(&value), serde_json::json!({"a": ["x ${{ secrets.S }}", 1], "${{ secrets.S }}": true}));
+    }
+}
