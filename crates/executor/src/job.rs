@@ -196,8 +196,7 @@ impl Execution<'_> {
             let run_condition = eval_step_condition(&step.if_condition, &context)
                 .map_err(|error| failed(format!("step {number}: evaluating `if: {}` failed: {error}", step.if_condition), false))?;
             if !run_condition {
-                let entry = LogEntry::start(&self.environment.client, job, self.redactor, &format!("step.{step_index}"), &[]).await?;
-                let mut entry = entry;
+                let mut entry = LogEntry::start(&self.environment.client, job, self.redactor, &format!("step.{step_index}"), &[]).await?;
                 entry.push_line(&format!("skipped: the condition `if: {}` is false", step.if_condition));
                 entry.finish(0).await?;
                 let mut skipped = StepResult {

@@ -83,6 +83,9 @@ pub struct AppState {
     pub resolution_requested: Notify,
     /// Woken when a mirror sync is requested.
     pub sync_requested: Notify,
+    /// One lock per repository, so a background sync and a requested one never clone or
+    /// fetch the same mirror at once.
+    pub mirror_locks: std::sync::Mutex<std::collections::HashMap<flotilla_store::RepositoryId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -131,6 +134,7 @@ pub async fn start(config: ServerConfig, store: Store) -> anyhow::Result<Running
         jobs_queued: Notify::new(),
         resolution_requested: Notify::new(),
         sync_requested: Notify::new(),
+        mirror_locks: std::sync::Mutex::new(std::collections::HashMap::new()),
     });
     let shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();

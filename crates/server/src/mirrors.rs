@@ -114,6 +114,11 @@ fn name_from_url(url: &str) -> String {
 
 /// Clones or fetches one mirror and records its state.
 pub async fn sync_repository(state: &SharedState, repository: &Repository) {
+    let lock = {
+        let mut locks = state.mirror_locks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        locks.entry(repository.id).or_default().clone()
+    };
+    let _held = lock.lock().await;
     let path = mirror_path(&state.config, repository.id);
     let options = flotilla_git::RemoteOptions { credentials: None, timeout: Some(Duration::from_secs(600)) };
     let exists = tokio::fs::try_exists(path.join("HEAD")).await.unwrap_or(false);

@@ -1,0 +1,278 @@
+//! End to end through the real binary: a server, executors, a directory of generated git
+//! repositories as the code host, and `flotilla batch preview`, on SQLite (`flotilla up`)
+//! and on PostgreSQL (`flotilla server` plus a separate `flotilla executor` process).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn flotilla() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_flotilla"))
+}
+
+/// Runs git with a frozen identity and dates so fixtures are reproducible.
+fn git(directory: &Path, arguments: &[&str]) {
+    let status = Command::new("git")
+        .args(arguments)
+        .current_dir(directory)
+        .env("GIT_AUTHOR_NAME", "Fixture")
+        .env("GIT_AUTHOR_EMAIL", "fixture@example.com")
+        .env("GIT_COMMITTER_NAME", "Fixture")
+        .env("GIT_COMMITTER_EMAIL", "fixture@example.com")
+        .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
+        .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run git");
+    assert!(status.success(), "git {arguments:?} failed in {}", directory.display());
+}
+
+/// Creates bare repository `<root>/<name>.git` holding `files` on branch main.
+fn make_repository(root: &Path, name: &str, files: &[(&str, &str)]) {
+    let work = root.join(format!("{name}-work"));
+    std::fs::create_dir_all(&work).expect("create work tree");
+    git(&work, &["init", "-q", "-b", "main"]);
+    for (path, content) in files {
+        let file = work.join(path);
+        std::fs::create_dir_all(file.parent().expect("file has a parent")).expect("create folders");
+        std::fs::write(&file, content).expect("write fixture file");
+    }
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "initial"]);
+    let bare = root.join("repos").join(format!("{name}.git"));
+    std::fs::create_dir_all(bare.parent().expect("has parent")).expect("create repos folder");
+    git(root, &["clone", "-q", "--bare", work.to_str().expect("utf-8 path"), bare.to_str().expect("utf-8 path")]);
+    std::fs::remove_dir_all(&work).expect("remove work tree");
+}
+
+/// Five repositories: three with README and a Go module, one with two Go modules in
+/// folders, one without README.
+fn make_code_host(root: &Path) -> PathBuf {
+    make_repository(root, "alpha", &[("README.md", "# alpha\n"), ("go.mod", "module alpha\n")]);
+    make_repository(root, "beta", &[("README.md", "# beta\n"), ("go.mod", "module beta\n")]);
+    make_repository(root, "gamma", &[("README.md", "# gamma\n"), ("go.mod", "module gamma\n")]);
+    make_repository(root, "mono", &[("README.md", "# mono\n"), ("api/go.mod", "module api\n"), ("web/go.mod", "module web\n"), ("docs/x.txt", "x\n")]);
+    make_repository(root, "empty-readme", &[("LICENSE", "MIT\n")]);
+    root.join("repos")
+}
+
+const SPEC: &str = r#"name: e2e-hello
+description: end to end
+on:
+  - repositoriesMatchingQuery: file:README.md
+workspaces:
+  - rootAtLocationOf: go.mod
+    in: local/mono
+steps:
+  - run: |
+      echo "hello from ${{ repository.name }} ${{ steps.path }}" >> greeting.txt
+      if [ "${{ repository.name }}" = "local/beta" ]; then echo "beta cannot be greeted" >&2; exit 7; fi
+    container: alpine:3
+    outputs:
+      module:
+        value: ${{ step.stdout }}
+changesetTemplate:
+  title: Greet ${{ repository.name }}
+  body: Created by ${{ batch_change.name }}
+  branch: batch/hello${{ if steps.path }}-${{ steps.path }}${{ end }}
+  commit:
+    message: Add a greeting
+  published:
+    - "*": false
+    - local/gamma: draft
+"#;
+
+/// A running child process, killed when dropped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
+}
+
+/// Reads the child's stdout until a line starting with `prefix`, returning the line.
+fn wait_for_line(child: &mut Child, prefix: &str) -> (String, Vec<String>) {
+    let stdout = child.stdout.take().expect("stdout piped");
+    let mut reader = BufReader::new(stdout);
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "timed out waiting for `{prefix}`; got {lines:?}");
+        let mut line = String::new();
+        if reader.read_line(&mut line).expect("read stdout") == 0 {
+            panic!("the process ended before printing `{prefix}`; got {lines:?}");
+        }
+        let line = line.trim_end().to_owned();
+        lines.push(line.clone());
+        if line.starts_with(prefix) || line.trim_start().starts_with(prefix) {
+            // Keep reading the rest of the banner in the background.
+            std::thread::spawn(move || for _ in reader.lines() {});
+            return (line, lines);
+        }
+    }
+}
+
+/// Runs the client commands against a server and checks the preview.
+fn add_code_host_and_preview(url: &str, token: &str, repos: &Path, work: &Path) {
+    let with_server = |command: &mut Command| {
+        command.env("FLOTILLA_URL", url).env("FLOTILLA_TOKEN", token);
+    };
+    let mut add = flotilla();
+    add.args(["codehost", "add", "--kind", "git", "--name", "local", "--path"]).arg(repos);
+    with_server(&mut add);
+    let output = add.output().expect("codehost add");
+    assert!(output.status.success(), "codehost add: {}", String::from_utf8_lossy(&output.stderr));
+
+    let mut sync = flotilla();
+    sync.args(["repos", "sync"]);
+    with_server(&mut sync);
+    assert!(sync.output().expect("repos sync").status.success());
+
+    let mut list = flotilla();
+    list.args(["repos", "list", "--json"]);
+    with_server(&mut list);
+    let listed: serde_json::Value = serde_json::from_slice(&list.output().expect("repos list").stdout).expect("repos list --json is JSON");
+    let names: Vec<&str> = listed.as_array().expect("array").iter().map(|repository| repository["name"].as_str().expect("name")).collect();
+    assert_eq!(names, vec!["local/alpha", "local/beta", "local/empty-readme", "local/gamma", "local/mono"]);
+    assert!(listed.as_array().expect("array").iter().all(|repository| repository["mirrorState"] == "ready"), "{listed}");
+
+    let spec = work.join("hello.batch.yaml");
+    std::fs::write(&spec, SPEC).expect("write spec");
+    let mut preview = flotilla();
+    preview.args(["batch", "preview", "--json", "-f"]).arg(&spec);
+    with_server(&mut preview);
+    let output = preview.output().expect("batch preview");
+    assert_eq!(output.status.code(), Some(3), "one workspace fails, so the exit status is 3; stderr: {}", String::from_utf8_lossy(&output.stderr));
+    let document: serde_json::Value = serde_json::from_slice(&output.stdout).expect("preview --json is one JSON document");
+
+    let workspaces = document["workspaces"].as_array().expect("workspaces");
+    let summary: Vec<(String, String, String)> = workspaces
+        .iter()
+        .map(|workspace| {
+            (
+                workspace["repository"].as_str().expect("repository").to_owned(),
+                workspace["path"].as_str().expect("path").to_owned(),
+                workspace["state"].as_str().expect("state").to_owned(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String, String)> = [
+        ("local/alpha", "", "completed"),
+        ("local/beta", "", "failed"),
+        ("local/gamma", "", "completed"),
+        ("local/mono", "api", "completed"),
+        ("local/mono", "web", "completed"),
+    ]
+    .iter()
+    .map(|(repository, path, state)| ((*repository).to_owned(), (*path).to_owned(), (*state).to_owned()))
+    .collect();
+    assert_eq!(summary, expected);
+    let beta = &workspaces[1];
+    let failure = beta["failureMessage"].as_str().expect("the failed workspace has a message");
+    assert!(failure.contains("exited with code 7"), "{failure}");
+    assert!(failure.contains("beta cannot be greeted"), "the failure shows the step's stderr: {failure}");
+    assert!(workspaces.iter().filter(|workspace| workspace["state"] == "completed").all(|workspace| workspace["executor"].is_string()));
+
+    let specs = document["changesetSpecs"].as_array().expect("changeset specs");
+    let mut heads: Vec<(String, String, serde_json::Value)> = specs
+        .iter()
+        .map(|spec| (spec["repository"].as_str().expect("repo").to_owned(), spec["headRef"].as_str().expect("head").to_owned(), spec["published"].clone()))
+        .collect();
+    heads.sort_by(|left, right| (&left.0, &left.1).cmp(&(&right.0, &right.1)));
+    assert_eq!(
+        heads,
+        vec![
+            ("local/alpha".to_owned(), "refs/heads/batch/hello".to_owned(), serde_json::json!(false)),
+            ("local/gamma".to_owned(), "refs/heads/batch/hello".to_owned(), serde_json::json!("draft")),
+            ("local/mono".to_owned(), "refs/heads/batch/hello-api".to_owned(), serde_json::json!(false)),
+            ("local/mono".to_owned(), "refs/heads/batch/hello-web".to_owned(), serde_json::json!(false)),
+        ]
+    );
+    let alpha = specs.iter().find(|spec| spec["repository"] == "local/alpha").expect("alpha spec");
+    assert_eq!(alpha["title"], "Greet local/alpha");
+    assert_eq!(alpha["body"], "Created by e2e-hello");
+    assert_eq!(alpha["baseRef"], "refs/heads/main");
+    let diff = alpha["diff"].as_str().expect("diff");
+    assert!(diff.contains("+++ greeting.txt") && diff.contains("+hello from local/alpha"), "{diff}");
+    let api = specs.iter().find(|spec| spec["headRef"] == "refs/heads/batch/hello-api").expect("api spec");
+    assert!(api["diff"].as_str().expect("diff").contains("+++ api/greeting.txt"), "the step ran in the workspace folder");
+}
+
+#[test]
+fn up_on_sqlite_runs_a_spec_end_to_end() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let repos = make_code_host(root.path());
+    let port = free_port();
+    let mut child = flotilla()
+        .args(["up", "--runtime", "process", "--executors", "2", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(root.path().join("data"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start flotilla up");
+    let (first, _) = wait_for_line(&mut child, "Flotilla is running at ");
+    let _guard = Running(child);
+    let url = first.trim_start_matches("Flotilla is running at ").to_owned();
+    let credentials = std::fs::read_to_string(root.path().join("data/credentials.env")).expect("up writes credentials.env");
+    let token = credentials.lines().find_map(|line| line.strip_prefix("FLOTILLA_TOKEN=")).expect("token in credentials.env").to_owned();
+    add_code_host_and_preview(&url, &token, &repos, root.path());
+}
+
+/// Creates a fresh PostgreSQL database for one test, from FLOTILLA_TEST_POSTGRES_URL.
+fn postgres_database(name: &str) -> Option<String> {
+    let Ok(base) = std::env::var("FLOTILLA_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var_os("FLOTILLA_REQUIRE_ALL_TOOLS").is_none(),
+            "FLOTILLA_TEST_POSTGRES_URL is not set: start PostgreSQL (pg_ctlcluster 15 main start) and set it, as .ci/run does"
+        );
+        eprintln!("NOTICE: FLOTILLA_TEST_POSTGRES_URL is not set; the PostgreSQL end-to-end test did not run");
+        return None;
+    };
+    let database = format!("flotilla_e2e_{name}_{}", std::process::id());
+    for statement in [format!("DROP DATABASE IF EXISTS {database}"), format!("CREATE DATABASE {database}")] {
+        let status = Command::new("psql").arg(&base).args(["-q", "-c", &statement]).status().expect("run psql");
+        assert!(status.success(), "psql {statement} failed");
+    }
+    let (prefix, _) = base.rsplit_once('/').expect("the URL ends with a database name");
+    Some(format!("{prefix}/{database}"))
+}
+
+#[test]
+fn server_on_postgres_with_a_separate_executor_process() {
+    let Some(database_url) = postgres_database("preview") else { return };
+    let root = tempfile::tempdir().expect("temp dir");
+    let repos = make_code_host(root.path());
+    let port = free_port();
+    let admin_token = "flt_u_e2e_admin_token_for_the_postgres_test_0123456789abcdef";
+    let executor_token = "flt_e_e2e_executor_token_for_the_postgres_test_0123456789ab";
+    let mut server = flotilla()
+        .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--database-url", &database_url])
+        .args(["--admin-token", admin_token, "--executor-token", executor_token, "--data-dir"])
+        .arg(root.path().join("data"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start flotilla server");
+    let (line, _) = wait_for_line(&mut server, "Flotilla server listening on ");
+    let _server = Running(server);
+    let url = line.trim_start_matches("Flotilla server listening on ").to_owned();
+    let executor = flotilla()
+        .args(["executor", "--url", &url, "--token", executor_token, "--runtime", "process", "--concurrency", "2", "--name", "e2e-executor", "--work-dir"])
+        .arg(root.path().join("executor"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start flotilla executor");
+    let _executor = Running(executor);
+    add_code_host_and_preview(&url, admin_token, &repos, root.path());
+}
