@@ -76,4 +76,86 @@ fn validate_corpus(rounds: usize) {
     );
 }
 
-fn render_changeset_templates(_workspaces: usize) {}
+/// A realistic changesetTemplate: repository and output values, a loop over changed files,
+/// a branch derived from the workspace path.
+const TEMPLATE_SPEC: &str = r#"name: bench
+description: Upgrade the logging library everywhere
+steps:
+  - run: ./upgrade.sh
+    container: alpine:3
+    outputs:
+      version:
+        value: ${{ step.stdout }}
+changesetTemplate:
+  title: Upgrade logging to ${{ outputs.version }} in ${{ repository.name }}
+  body: |
+    This pull request was created by the batch change `${{ batch_change.name }}`:
+    ${{ batch_change.description }}.
+
+    Files changed:
+    ${{ range $index, $file := steps.modified_files }}
+    - `${{ $file }}`
+    ${{ end }}
+    ${{ batch_change_link }}
+  branch: batch/logging-${{ replace steps.path "/" "-" }}
+  commit:
+    message: Upgrade logging to ${{ outputs.version }} (${{ len steps.modified_files }} files)
+"#;
+
+fn workspace_context(index: usize) -> flotilla_template::sourcegraph::ChangesetTemplateContext {
+    use flotilla_template::sourcegraph::{BatchChangeAttributes, Changes, ChangesetTemplateContext, Repository, StepsContext};
+    let mut outputs = std::collections::BTreeMap::new();
+    outputs.insert("version".to_owned(), flotilla_template::Value::from("2.4.1"));
+    ChangesetTemplateContext {
+        batch_change_attributes: BatchChangeAttributes { name: "bench".into(), description: "Upgrade the logging library everywhere".into() },
+        steps: StepsContext {
+            changes: Changes { modified: vec!["go.mod".into(), "go.sum".into(), format!("internal/log{index}.go")], ..Changes::default() },
+            path: format!("services/svc{}", index % 7),
+        },
+        outputs,
+        repository: Repository { name: format!("github.com/acme/repo-{index}"), branch: "main".into(), file_matches: vec!["go.mod".into()] },
+    }
+}
+
+fn render_changeset_templates(workspaces: usize) {
+    let spec = flotilla_spec::parse_batch_spec(TEMPLATE_SPEC).expect("the benchmark spec is valid").spec;
+    let template = spec.changeset_template.expect("has a template");
+    let fields = [template.title.as_str(), template.body.as_str(), template.branch.as_str(), template.commit.message.as_str()];
+    let contexts: Vec<_> = (0..workspaces).map(workspace_context).collect();
+
+    // As the server renders today: each field parsed and executed per workspace.
+    let started = Instant::now();
+    let mut bytes = 0usize;
+    for context in &contexts {
+        for field in fields {
+            bytes += flotilla_template::sourcegraph::render_changeset_template_field("field", field, context).expect("renders").len();
+        }
+    }
+    let per_call = started.elapsed();
+    println!(
+        "render: changesetTemplate (4 fields) for {workspaces} workspaces, parse+execute each: {:.0} ms on one thread ({:.1} µs per workspace, {bytes} bytes)",
+        per_call.as_secs_f64() * 1e3,
+        per_call.as_secs_f64() * 1e6 / workspaces as f64
+    );
+
+    // Parsed once, executed per workspace.
+    let functions = flotilla_template::sourcegraph::ChangesetTemplateContext::default().functions();
+    let parsed: Vec<_> = fields
+        .iter()
+        .map(|field| flotilla_template::Template::parse("field", field, &functions).expect("parses"))
+        .collect();
+    let started = Instant::now();
+    let mut bytes = 0usize;
+    for context in &contexts {
+        let functions = context.functions();
+        for template in &parsed {
+            bytes += template.execute(&flotilla_template::Value::Nil, &functions).expect("renders").trim().len();
+        }
+    }
+    let once = started.elapsed();
+    println!(
+        "render: same, parsed once: {:.0} ms on one thread ({:.1} µs per workspace, {bytes} bytes)",
+        once.as_secs_f64() * 1e3,
+        once.as_secs_f64() * 1e6 / workspaces as f64
+    );
+}
