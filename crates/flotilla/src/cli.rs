@@ -58,6 +58,47 @@ pub enum Command {
     /// List and sync the repositories the server mirrors.
     #[command(subcommand)]
     Repos(ReposCommand),
+
+    /// Manage executor secrets: values steps receive as environment variables (a spec's
+    /// bare `env` names), stored encrypted and never shown again.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Create or replace a secret; the value is read from standard input.
+    ///
+    /// Examples:
+    ///   printf %s "$GITHUB_TOKEN" | flotilla secrets set GITHUB_TOKEN
+    ///   flotilla secrets set NPM_TOKEN --namespace my-org < token.txt
+    ///   flotilla secrets set SHARED_KEY --namespace global < key.txt   # site admins
+    #[command(verbatim_doc_comment)]
+    Set(SecretNameArgs),
+    /// List secrets (names and versions, never values).
+    List(SecretScopeArgs),
+    /// Delete a secret.
+    Delete(SecretNameArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SecretNameArgs {
+    /// The environment variable name steps see.
+    pub name: String,
+    #[command(flatten)]
+    pub scope: SecretScopeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SecretScopeArgs {
+    /// `global`, your user name, or an organisation; yours by default.
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Print JSON on standard output.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub connection: ServerConnection,
 }
 
 /// Where the server is and who you are; from the environment by default.

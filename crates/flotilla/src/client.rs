@@ -43,6 +43,16 @@ impl Client {
         self.send(request, path).await
     }
 
+    pub async fn put<Body: Serialize, Response: DeserializeOwned>(&self, path: &str, body: &Body) -> anyhow::Result<Response> {
+        let request = self.http.put(format!("{}{path}", self.base_url)).json(body);
+        self.send(request, path).await
+    }
+
+    pub async fn delete(&self, path: &str) -> anyhow::Result<()> {
+        let request = self.http.delete(format!("{}{path}", self.base_url));
+        self.execute(request, path).await.map(drop)
+    }
+
     /// POST that expects no body back.
     pub async fn post_empty<Body: Serialize>(&self, path: &str, body: &Body) -> anyhow::Result<()> {
         let request = self.http.post(format!("{}{path}", self.base_url)).json(body);

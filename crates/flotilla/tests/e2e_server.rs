@@ -276,3 +276,86 @@ fn server_on_postgres_with_a_separate_executor_process() {
     let _executor = Running(executor);
     add_code_host_and_preview(&url, admin_token, &repos, root.path());
 }
+
+#[test]
+fn secrets_reach_the_step_but_only_their_placeholder_is_stored() {
+    let root = tempfile::tempdir().expect("temp dir");
+    make_repository(root.path(), "solo", &[("README.md", "# solo\n")]);
+    let repos = root.path().join("repos");
+    let port = free_port();
+    let mut child = flotilla()
+        .args(["up", "--runtime", "process", "--executors", "1", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(root.path().join("data"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start flotilla up");
+    let (first, _) = wait_for_line(&mut child, "Flotilla is running at ");
+    let _guard = Running(child);
+    let url = first.trim_start_matches("Flotilla is running at ").to_owned();
+    let credentials = std::fs::read_to_string(root.path().join("data/credentials.env")).expect("credentials.env");
+    let token = credentials.lines().find_map(|line| line.strip_prefix("FLOTILLA_TOKEN=")).expect("token").to_owned();
+    let run = |arguments: &[&str], stdin: Option<&str>| {
+        let mut command = flotilla();
+        command.args(arguments).env("FLOTILLA_URL", &url).env("FLOTILLA_TOKEN", &token).stdout(Stdio::piped()).stderr(Stdio::piped());
+        command.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        let mut child = command.spawn().expect("run flotilla");
+        if let Some(input) = stdin {
+            use std::io::Write;
+            child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+        }
+        child.wait_with_output().expect("wait")
+    };
+    let secret = "s3cr3t-value-that-must-not-leak";
+    assert!(run(&["secrets", "set", "DEPLOY_TOKEN"], Some(&format!("{secret}\n"))).status.success());
+    let listed = run(&["secrets", "list", "--json"], None);
+    let listed_text = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(listed_text.contains("DEPLOY_TOKEN") && !listed_text.contains(secret), "{listed_text}");
+
+    assert!(run(&["codehost", "add", "--kind", "git", "--name", "local", "--path", repos.to_str().expect("utf-8")], None).status.success());
+    assert!(run(&["repos", "sync"], None).status.success());
+    let spec = root.path().join("secret.batch.yaml");
+    std::fs::write(
+        &spec,
+        "name: secret-test\non:\n  - repository: local/solo\nsteps:\n  - run: |\n      echo \"the token is $DEPLOY_TOKEN\"\n      echo \"length ${#DEPLOY_TOKEN}\" >> README.md\n    container: alpine:3\n    env:\n      - DEPLOY_TOKEN\n    outputs:\n      said:\n        value: ${{ step.stdout }}\nchangesetTemplate:\n  title: ${{ outputs.said }}\n  branch: batch/secret\n  commit:\n    message: m\n",
+    )
+    .expect("write spec");
+    let preview = run(&["batch", "preview", "--json", "-f", spec.to_str().expect("utf-8")], None);
+    assert!(preview.status.success(), "{}", String::from_utf8_lossy(&preview.stderr));
+    let document: serde_json::Value = serde_json::from_slice(&preview.stdout).expect("JSON");
+    let preview_text = document.to_string();
+    assert!(!preview_text.contains(secret), "the preview leaks the secret: {preview_text}");
+    let changeset = &document["changesetSpecs"][0];
+    assert_eq!(changeset["title"], "the token is ${{ secrets.DEPLOY_TOKEN }}", "outputs carry the placeholder");
+    assert!(changeset["diff"].as_str().expect("diff").contains(&format!("+length {}", secret.len())), "the step really saw the secret");
+
+    // The step's log through the API shows only the placeholder.
+    let batch_spec = document["batchSpec"].as_str().expect("id");
+    let workspaces = reqwest_get(&url, &token, &format!("/api/v1/batch-specs/{batch_spec}/workspaces"));
+    let job = workspaces["workspaces"][0]["jobId"].as_i64().expect("job id");
+    let logs = reqwest_get(&url, &token, &format!("/api/v1/jobs/{job}/logs")).to_string();
+    assert!(logs.contains("the token is ${{ secrets.DEPLOY_TOKEN }}"), "{logs}");
+    assert!(!logs.contains(secret), "{logs}");
+
+    // Nothing in the database files holds the value.
+    for entry in std::fs::read_dir(root.path().join("data")).expect("data dir") {
+        let path = entry.expect("entry").path();
+        if path.file_name().is_some_and(|name| name.to_string_lossy().starts_with("flotilla.sqlite")) {
+            let bytes = std::fs::read(&path).expect("read database file");
+            assert!(!bytes.windows(secret.len()).any(|window| window == secret.as_bytes()), "{} holds the secret", path.display());
+        }
+    }
+}
+
+/// A GET through curl-free plain HTTP, so the test needs no HTTP client crate.
+fn reqwest_get(url: &str, token: &str, path: &str) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let address = url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).expect("connect to the server");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: token {token}\r\nConnection: close\r\n\r\n").expect("send request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    serde_json::from_str(body).unwrap_or_else(|error| panic!("{error}: {body}"))
+}

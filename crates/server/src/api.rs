@@ -42,7 +42,7 @@ pub fn router(state: SharedState) -> Router {
 }
 
 /// The caller, from their access token.
-async fn authenticate(state: &SharedState, headers: &HeaderMap) -> ApiResult<AuthenticatedToken> {
+pub(crate) async fn authenticate(state: &SharedState, headers: &HeaderMap) -> ApiResult<AuthenticatedToken> {
     let value = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())

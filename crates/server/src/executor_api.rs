@@ -119,7 +119,29 @@ async fn job_payload(state: &SharedState, job: &ExecutionJob, token: String) -> 
     payload.id = job.id.0;
     payload.token = token;
     payload.timeout_seconds = state.config.job_timeout.as_secs();
+    let names = outer_variable_names(&payload.steps);
+    if !names.is_empty() {
+        let namespace = state.store.get_batch_spec(job.batch_spec_id).await?.namespace()?;
+        let accessor = flotilla_store::SecretAccessor { user_id: Some(job.user_id), job_id: Some(job.id) };
+        let secrets = crate::secrets::resolve(state, namespace, &names, accessor).await.map_err(ApiError::internal)?;
+        payload.redactions = secrets
+            .iter()
+            .map(|(name, value)| flotilla_wire::Redaction { value: value.clone(), replacement: format!("${{{{ secrets.{name} }}}}") })
+            .collect();
+        payload.secrets = secrets;
+    }
     Ok(payload)
+}
+
+/// The bare `env` names of the steps: the secrets a job needs.
+pub fn outer_variable_names(steps: &[flotilla_spec::Step]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for name in steps.iter().flat_map(flotilla_spec::Step::outer_variable_names) {
+        if !names.iter().any(|known| known == name) {
+            names.push(name.to_owned());
+        }
+    }
+    names
 }
 
 async fn record_executor(state: &SharedState, executor: &flotilla_wire::ExecutorDescription) -> ApiResult<()> {

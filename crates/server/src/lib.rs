@@ -18,6 +18,7 @@ pub mod executor_api;
 pub mod janitor;
 pub mod mirrors;
 pub mod resolution;
+pub mod secrets;
 pub mod secrets_crypto;
 
 use std::net::SocketAddr;
@@ -139,7 +140,7 @@ pub async fn start(config: ServerConfig, store: Store) -> anyhow::Result<Running
     let shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
 
-    let router = api::router(state.clone()).merge(executor_api::router(state.clone()));
+    let router = api::router(state.clone()).merge(secrets::router(state.clone())).merge(executor_api::router(state.clone()));
     let serve_shutdown = shutdown.clone();
     tasks.spawn(async move {
         let serving = axum::serve(listener, router).with_graceful_shutdown(async move { serve_shutdown.cancelled().await });

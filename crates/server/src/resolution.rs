@@ -70,17 +70,23 @@ async fn resolve_job(state: &SharedState, job: &ResolutionJob) -> Result<usize, 
     let row = state.store.get_batch_spec(job.batch_spec_id).await.map_err(|error| error.to_string())?;
     let spec: BatchSpec = serde_json::from_value(row.parsed_spec.clone()).map_err(|error| format!("the stored spec is unreadable: {error}"))?;
     let revisions = resolve_repositories(state, &spec).await?;
+    // Secret values are part of the step cache keys (changing a secret re-runs the steps that
+    // use it); they are read once here and never stored in the job payloads.
+    let names = crate::executor_api::outer_variable_names(&spec.steps);
+    let namespace = row.namespace().map_err(|error| error.to_string())?;
+    let accessor = flotilla_store::SecretAccessor { user_id: Some(row.creator_user_id), job_id: None };
+    let secrets = crate::secrets::resolve(state, namespace, &names, accessor).await?;
     let mut total = 0;
     let mut pending: Vec<PlannedWorkspace> = Vec::new();
     for revision in revisions {
         for planned in plan_workspaces(state, &spec, &row, &revision).await? {
             pending.push(planned);
             if pending.len() >= CHUNK {
-                total += write_chunk(state, &spec, &row, std::mem::take(&mut pending)).await?;
+                total += write_chunk(state, &spec, &row, &secrets, std::mem::take(&mut pending)).await?;
             }
         }
     }
-    total += write_chunk(state, &spec, &row, pending).await?;
+    total += write_chunk(state, &spec, &row, &secrets, pending).await?;
     Ok(total)
 }
 
@@ -337,7 +343,13 @@ fn statically_skipped_steps(spec: &BatchSpec, revision: &RepositoryRevision) -> 
 }
 
 /// Writes a chunk of workspaces, reuses cached step results, and queues the rest.
-async fn write_chunk(state: &SharedState, spec: &BatchSpec, row: &BatchSpecRow, planned: Vec<PlannedWorkspace>) -> Result<usize, String> {
+async fn write_chunk(
+    state: &SharedState,
+    spec: &BatchSpec,
+    row: &BatchSpecRow,
+    secrets: &BTreeMap<String, String>,
+    planned: Vec<PlannedWorkspace>,
+) -> Result<usize, String> {
     if planned.is_empty() {
         return Ok(0);
     }
@@ -347,7 +359,7 @@ async fn write_chunk(state: &SharedState, spec: &BatchSpec, row: &BatchSpecRow, 
     let mut rows = Vec::with_capacity(planned.len());
     for item in &planned {
         let payload = job_payload(spec, item);
-        let cached = if row.no_cache { None } else { cached_result(state, user, spec, &payload, &item.skipped_steps).await? };
+        let cached = if row.no_cache { None } else { cached_result(state, user, spec, &payload, secrets, &item.skipped_steps).await? };
         let mut workspace = item.workspace.clone();
         let fully_cached = cached.as_ref().is_some_and(|result| last_runnable_step(spec, &item.skipped_steps) == Some(result.step_index));
         workspace.cached_result_found = fully_cached;
@@ -413,8 +425,15 @@ fn job_payload(spec: &BatchSpec, item: &PlannedWorkspace) -> Job {
 
 /// The result of the latest step whose cache entry exists, with every earlier runnable step
 /// cached too (resuming needs an unbroken prefix).
-async fn cached_result(state: &SharedState, user: UserId, spec: &BatchSpec, payload: &Job, skipped: &[usize]) -> Result<Option<StepResult>, String> {
-    let environments = resolve_environments(&spec.steps, &payload.secrets);
+async fn cached_result(
+    state: &SharedState,
+    user: UserId,
+    spec: &BatchSpec,
+    payload: &Job,
+    secrets: &BTreeMap<String, String>,
+    skipped: &[usize],
+) -> Result<Option<StepResult>, String> {
+    let environments = resolve_environments(&spec.steps, secrets);
     let inputs = CacheKeyInputs {
         repository_name: &payload.repository_name,
         branch: &payload.branch,

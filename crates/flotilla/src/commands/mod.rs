@@ -4,11 +4,12 @@ mod batch;
 mod codehost;
 mod remote;
 mod repos;
+mod secrets;
 mod up;
 
 use std::process::ExitCode;
 
-use crate::cli::{BatchCommand, Cli, CodehostCommand, Command, ReposCommand};
+use crate::cli::{BatchCommand, Cli, CodehostCommand, Command, ReposCommand, SecretsCommand};
 
 pub fn run(arguments: Cli) -> anyhow::Result<ExitCode> {
     match arguments.command {
@@ -23,6 +24,9 @@ pub fn run(arguments: Cli) -> anyhow::Result<ExitCode> {
         Command::Codehost(CodehostCommand::List(list)) => runtime()?.block_on(codehost::list(list)),
         Command::Repos(ReposCommand::List(list)) => runtime()?.block_on(repos::list(list)),
         Command::Repos(ReposCommand::Sync(sync)) => runtime()?.block_on(repos::sync(sync)),
+        Command::Secrets(SecretsCommand::Set(set)) => runtime()?.block_on(secrets::set(set)),
+        Command::Secrets(SecretsCommand::List(list)) => runtime()?.block_on(secrets::list(list)),
+        Command::Secrets(SecretsCommand::Delete(delete)) => runtime()?.block_on(secrets::delete(delete)),
     }
 }
 
