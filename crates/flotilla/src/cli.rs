@@ -147,6 +147,10 @@ pub struct ServerArgs {
     pub admin_token: Option<String>,
     #[arg(long, env = "FLOTILLA_EXECUTOR_TOKEN", hide_env_values = true)]
     pub executor_token: Option<String>,
+    /// Seconds without a heartbeat after which a job's executor is presumed dead and the job
+    /// goes back to the queue (three times at most, then it fails).
+    #[arg(long, default_value_t = 25, value_name = "SECONDS")]
+    pub heartbeat_timeout: u64,
 }
 
 #[derive(Debug, Args)]

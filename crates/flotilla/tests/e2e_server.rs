@@ -2,52 +2,12 @@
 //! repositories as the code host, and `flotilla batch preview`, on SQLite (`flotilla up`)
 //! and on PostgreSQL (`flotilla server` plus a separate `flotilla executor` process).
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-fn flotilla() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_flotilla"))
-}
-
-/// Runs git with a frozen identity and dates so fixtures are reproducible.
-fn git(directory: &Path, arguments: &[&str]) {
-    let status = Command::new("git")
-        .args(arguments)
-        .current_dir(directory)
-        .env("GIT_AUTHOR_NAME", "Fixture")
-        .env("GIT_AUTHOR_EMAIL", "fixture@example.com")
-        .env("GIT_COMMITTER_NAME", "Fixture")
-        .env("GIT_COMMITTER_EMAIL", "fixture@example.com")
-        .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
-        .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("run git");
-    assert!(status.success(), "git {arguments:?} failed in {}", directory.display());
-}
-
-/// Creates bare repository `<root>/<name>.git` holding `files` on branch main.
-fn make_repository(root: &Path, name: &str, files: &[(&str, &str)]) {
-    let work = root.join(format!("{name}-work"));
-    std::fs::create_dir_all(&work).expect("create work tree");
-    git(&work, &["init", "-q", "-b", "main"]);
-    for (path, content) in files {
-        let file = work.join(path);
-        std::fs::create_dir_all(file.parent().expect("file has a parent")).expect("create folders");
-        std::fs::write(&file, content).expect("write fixture file");
-    }
-    git(&work, &["add", "-A"]);
-    git(&work, &["commit", "-q", "-m", "initial"]);
-    let bare = root.join("repos").join(format!("{name}.git"));
-    std::fs::create_dir_all(bare.parent().expect("has parent")).expect("create repos folder");
-    git(root, &["clone", "-q", "--bare", work.to_str().expect("utf-8 path"), bare.to_str().expect("utf-8 path")]);
-    std::fs::remove_dir_all(&work).expect("remove work tree");
-}
+use support::{Running, flotilla, free_port, make_repository, wait_for_line};
 
 /// Five repositories: three with README and a Go module, one with two Go modules in
 /// folders, one without README.
@@ -85,42 +45,6 @@ changesetTemplate:
     - "*": false
     - local/gamma: draft
 "#;
-
-/// A running child process, killed when dropped.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
-}
-
-/// Reads the child's stdout until a line starting with `prefix`, returning the line.
-fn wait_for_line(child: &mut Child, prefix: &str) -> (String, Vec<String>) {
-    let stdout = child.stdout.take().expect("stdout piped");
-    let mut reader = BufReader::new(stdout);
-    let mut lines = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        assert!(Instant::now() < deadline, "timed out waiting for `{prefix}`; got {lines:?}");
-        let mut line = String::new();
-        if reader.read_line(&mut line).expect("read stdout") == 0 {
-            panic!("the process ended before printing `{prefix}`; got {lines:?}");
-        }
-        let line = line.trim_end().to_owned();
-        lines.push(line.clone());
-        if line.starts_with(prefix) || line.trim_start().starts_with(prefix) {
-            // Keep reading the rest of the banner in the background.
-            std::thread::spawn(move || for _ in reader.lines() {});
-            return (line, lines);
-        }
-    }
-}
 
 /// Runs the client commands against a server and checks the preview.
 fn add_code_host_and_preview(url: &str, token: &str, repos: &Path, work: &Path) {
@@ -331,9 +255,9 @@ fn secrets_reach_the_step_but_only_their_placeholder_is_stored() {
 
     // The step's log through the API shows only the placeholder.
     let batch_spec = document["batchSpec"].as_str().expect("id");
-    let workspaces = reqwest_get(&url, &token, &format!("/api/v1/batch-specs/{batch_spec}/workspaces"));
+    let workspaces = support::http_get(&url, &token, &format!("/api/v1/batch-specs/{batch_spec}/workspaces"));
     let job = workspaces["workspaces"][0]["jobId"].as_i64().expect("job id");
-    let logs = reqwest_get(&url, &token, &format!("/api/v1/jobs/{job}/logs")).to_string();
+    let logs = support::http_get(&url, &token, &format!("/api/v1/jobs/{job}/logs")).to_string();
     assert!(logs.contains("the token is ${{ secrets.DEPLOY_TOKEN }}"), "{logs}");
     assert!(!logs.contains(secret), "{logs}");
 
@@ -347,15 +271,3 @@ fn secrets_reach_the_step_but_only_their_placeholder_is_stored() {
     }
 }
 
-/// A GET through curl-free plain HTTP, so the test needs no HTTP client crate.
-fn reqwest_get(url: &str, token: &str, path: &str) -> serde_json::Value {
-    use std::io::{Read, Write};
-    let address = url.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(address).expect("connect to the server");
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: token {token}\r\nConnection: close\r\n\r\n").expect("send request");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read response");
-    let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    serde_json::from_str(body).unwrap_or_else(|error| panic!("{error}: {body}"))
-}

@@ -94,6 +94,7 @@ pub async fn server(arguments: ServerArgs) -> anyhow::Result<ExitCode> {
     };
     let mut config = ServerConfig::new(arguments.listen, data_dir, secret_key);
     config.database_url = arguments.database_url.clone();
+    config.stalled_after = std::time::Duration::from_secs(arguments.heartbeat_timeout.max(1));
     let store = open_store(&config).await?;
     let credentials = bootstrap(&store, arguments.admin_token.as_deref(), arguments.executor_token.as_deref()).await?;
     let server = start(config, store).await?;
