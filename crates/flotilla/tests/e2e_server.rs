@@ -132,23 +132,27 @@ fn add_code_host_and_preview(url: &str, token: &str, repos: &Path, work: &Path) 
     assert!(api["diff"].as_str().expect("diff").contains("+++ api/greeting.txt"), "the step ran in the workspace folder");
 }
 
-#[test]
-fn up_on_sqlite_runs_a_spec_end_to_end() {
-    let root = tempfile::tempdir().expect("temp dir");
-    let repos = make_code_host(root.path());
-    let port = free_port();
+/// Starts `flotilla up` with the process runtime; returns (process, URL, admin token).
+fn start_up(data: &Path, executors: usize) -> (Running, String, String) {
     let mut child = flotilla()
-        .args(["up", "--runtime", "process", "--executors", "2", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(root.path().join("data"))
+        .args(["up", "--runtime", "process", "--executors", &executors.to_string(), "--listen", &format!("127.0.0.1:{}", free_port()), "--data-dir"])
+        .arg(data)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("start flotilla up");
     let (first, _) = wait_for_line(&mut child, "Flotilla is running at ");
-    let _guard = Running(child);
     let url = first.trim_start_matches("Flotilla is running at ").to_owned();
-    let credentials = std::fs::read_to_string(root.path().join("data/credentials.env")).expect("up writes credentials.env");
+    let credentials = std::fs::read_to_string(data.join("credentials.env")).expect("up writes credentials.env");
     let token = credentials.lines().find_map(|line| line.strip_prefix("FLOTILLA_TOKEN=")).expect("token in credentials.env").to_owned();
+    (Running(child), url, token)
+}
+
+#[test]
+fn up_on_sqlite_runs_a_spec_end_to_end() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let repos = make_code_host(root.path());
+    let (_guard, url, token) = start_up(&root.path().join("data"), 2);
     add_code_host_and_preview(&url, &token, &repos, root.path());
 }
 
@@ -206,19 +210,7 @@ fn secrets_reach_the_step_but_only_their_placeholder_is_stored() {
     let root = tempfile::tempdir().expect("temp dir");
     make_repository(root.path(), "solo", &[("README.md", "# solo\n")]);
     let repos = root.path().join("repos");
-    let port = free_port();
-    let mut child = flotilla()
-        .args(["up", "--runtime", "process", "--executors", "1", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(root.path().join("data"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start flotilla up");
-    let (first, _) = wait_for_line(&mut child, "Flotilla is running at ");
-    let _guard = Running(child);
-    let url = first.trim_start_matches("Flotilla is running at ").to_owned();
-    let credentials = std::fs::read_to_string(root.path().join("data/credentials.env")).expect("credentials.env");
-    let token = credentials.lines().find_map(|line| line.strip_prefix("FLOTILLA_TOKEN=")).expect("token").to_owned();
+    let (_guard, url, token) = start_up(&root.path().join("data"), 1);
     let run = |arguments: &[&str], stdin: Option<&str>| {
         let mut command = flotilla();
         command.args(arguments).env("FLOTILLA_URL", &url).env("FLOTILLA_TOKEN", &token).stdout(Stdio::piped()).stderr(Stdio::piped());

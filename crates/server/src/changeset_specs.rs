@@ -167,23 +167,71 @@ pub fn rand_id() -> String {
     hex::encode(random_bytes::<12>())
 }
 
+impl<'a> WorkspaceFacts<'a> {
+    /// The facts of the workspace a job payload describes.
+    pub fn of_job(payload: &'a Job) -> WorkspaceFacts<'a> {
+        WorkspaceFacts {
+            repository_name: &payload.repository_name,
+            branch: &payload.branch,
+            commit: &payload.commit,
+            path: &payload.workspace_path,
+            file_matches: &payload.search_result_paths,
+        }
+    }
+}
+
+/// Where a built changeset spec is stored.
+pub struct Destination {
+    pub batch_spec_id: flotilla_store::BatchSpecId,
+    pub workspace_id: flotilla_store::WorkspaceId,
+    pub repository_id: flotilla_store::RepositoryId,
+    /// The commit author when the template names none.
+    pub author: flotilla_store::UserId,
+}
+
+/// Builds the changeset specs of a workspace's result, ready to store.
+pub async fn build_for_workspace(
+    state: &SharedState,
+    spec: &BatchSpec,
+    payload: &Job,
+    result: &StepResult,
+    destination: &Destination,
+) -> Result<Vec<NewChangesetSpec>, String> {
+    let author = state.store.get_user(destination.author).await.map_err(|error| error.to_string())?;
+    let fallback = FallbackAuthor { name: &author.display_name, email: &author.email };
+    let built = build(spec, &WorkspaceFacts::of_job(payload), result, &fallback)?;
+    Ok(built
+        .into_iter()
+        .map(|built| to_new_changeset_spec(destination.batch_spec_id, Some(destination.workspace_id), destination.repository_id, built))
+        .collect())
+}
+
 /// Builds the changeset specs for a finished job (before it is marked complete).
 pub async fn build_for_job(state: &SharedState, job: &ExecutionJob, result: &JobResult) -> Result<Vec<NewChangesetSpec>, String> {
     let payload: Job = serde_json::from_value(job.payload.clone()).map_err(|error| format!("the job's payload is unreadable: {error}"))?;
     let spec_row = state.store.get_batch_spec(job.batch_spec_id).await.map_err(|error| error.to_string())?;
     let spec: BatchSpec = serde_json::from_value(spec_row.parsed_spec).map_err(|error| format!("the stored spec is unreadable: {error}"))?;
     let workspace = state.store.get_workspace(job.workspace_id).await.map_err(|error| error.to_string())?;
-    let author = state.store.get_user(job.user_id).await.map_err(|error| error.to_string())?;
-    let facts = WorkspaceFacts {
-        repository_name: &payload.repository_name,
-        branch: &payload.branch,
-        commit: &payload.commit,
-        path: &payload.workspace_path,
-        file_matches: &payload.search_result_paths,
+    let destination = Destination {
+        batch_spec_id: job.batch_spec_id,
+        workspace_id: job.workspace_id,
+        repository_id: workspace.repository_id,
+        author: job.user_id,
     };
-    let fallback = FallbackAuthor { name: &author.display_name, email: &author.email };
-    let built = build(&spec, &facts, &result.final_result, &fallback)?;
-    Ok(built.into_iter().map(|built| to_new_changeset_spec(job.batch_spec_id, Some(job.workspace_id), workspace.repository_id, built)).collect())
+    build_for_workspace(state, &spec, &payload, &result.final_result, &destination).await
+}
+
+/// Stores a workspace's changeset specs and links them to it.
+pub async fn insert_for_workspace(
+    state: &SharedState,
+    workspace_id: flotilla_store::WorkspaceId,
+    specs: &[NewChangesetSpec],
+) -> Result<(), flotilla_store::StoreError> {
+    if specs.is_empty() {
+        return Ok(());
+    }
+    let ids = state.store.insert_changeset_specs(specs, Clock::now_ms()).await?;
+    state.store.set_workspace_changeset_specs(workspace_id, &ids).await
 }
 
 pub fn to_new_changeset_spec(
@@ -228,11 +276,7 @@ pub fn published_json(value: PublishedValue) -> serde_json::Value {
 /// Stores a completed job's changeset specs and cache entries.
 pub async fn store_for_job(state: &SharedState, job: &ExecutionJob, result: &JobResult, specs: Vec<NewChangesetSpec>) -> ApiResult<()> {
     store_cache_entries(state, job, &result.cache_entries).await?;
-    if specs.is_empty() {
-        return Ok(());
-    }
-    let ids = state.store.insert_changeset_specs(&specs, Clock::now_ms()).await?;
-    state.store.set_workspace_changeset_specs(job.workspace_id, &ids).await?;
+    insert_for_workspace(state, job.workspace_id, &specs).await?;
     Ok(())
 }
 

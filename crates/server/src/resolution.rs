@@ -24,7 +24,7 @@ use flotilla_wire::cache::{CacheKeyInputs, resolve_environments, step_cache_key}
 use tokio_util::sync::CancellationToken;
 
 use crate::SharedState;
-use crate::changeset_specs::{FallbackAuthor, WorkspaceFacts, build, to_new_changeset_spec};
+use crate::changeset_specs::{Destination, build_for_workspace, insert_for_workspace};
 use crate::mirrors::mirror_path;
 
 /// Workspaces are written and queued in chunks of this size.
@@ -469,20 +469,7 @@ async fn store_cached_changeset_specs(
     payload: &Job,
     result: &StepResult,
 ) -> Result<(), String> {
-    let author = state.store.get_user(row.creator_user_id).await.map_err(|error| error.to_string())?;
-    let facts = WorkspaceFacts {
-        repository_name: &payload.repository_name,
-        branch: &payload.branch,
-        commit: &payload.commit,
-        path: &payload.workspace_path,
-        file_matches: &payload.search_result_paths,
-    };
-    let built = build(spec, &facts, result, &FallbackAuthor { name: &author.display_name, email: &author.email })?;
-    let specs: Vec<_> = built.into_iter().map(|built| to_new_changeset_spec(row.id, Some(workspace_id), item.repository.id, built)).collect();
-    if specs.is_empty() {
-        return Ok(());
-    }
-    let ids = state.store.insert_changeset_specs(&specs, Clock::now_ms()).await.map_err(|error| error.to_string())?;
-    state.store.set_workspace_changeset_specs(workspace_id, &ids).await.map_err(|error| error.to_string())?;
-    Ok(())
+    let destination = Destination { batch_spec_id: row.id, workspace_id, repository_id: item.repository.id, author: row.creator_user_id };
+    let specs = build_for_workspace(state, spec, payload, result, &destination).await?;
+    insert_for_workspace(state, workspace_id, &specs).await.map_err(|error| error.to_string())
 }
