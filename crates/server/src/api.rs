@@ -295,9 +295,8 @@ async fn list_workspaces(State(state): State<SharedState>, headers: HeaderMap, P
     let mut repository_names = std::collections::HashMap::new();
     let mut workspaces = Vec::with_capacity(rows.len());
     for workspace in &rows {
-        if !repository_names.contains_key(&workspace.repository_id) {
-            let repository = state.store.get_repository(workspace.repository_id).await?;
-            repository_names.insert(workspace.repository_id, repository.name);
+        if let std::collections::hash_map::Entry::Vacant(entry) = repository_names.entry(workspace.repository_id) {
+            entry.insert(state.store.get_repository(workspace.repository_id).await?.name);
         }
         let job = workspace.job.as_ref();
         let state_name = match job {
@@ -331,8 +330,8 @@ async fn list_changeset_specs(State(state): State<SharedState>, headers: HeaderM
     let mut names = std::collections::HashMap::new();
     let mut result = Vec::with_capacity(specs.len());
     for spec in specs {
-        if !names.contains_key(&spec.repository_id) {
-            names.insert(spec.repository_id, state.store.get_repository(spec.repository_id).await?.name);
+        if let std::collections::hash_map::Entry::Vacant(entry) = names.entry(spec.repository_id) {
+            entry.insert(state.store.get_repository(spec.repository_id).await?.name);
         }
         result.push(ChangesetSpecInfo {
             id: spec.rand_id,

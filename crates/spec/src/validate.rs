@@ -303,9 +303,9 @@ fn check_version(checker: &mut Checker<'_>, root: &Node) -> Option<u8> {
         _ => None,
     };
     match number {
-        Some(number) if number == 1.0 => Some(1),
-        Some(number) if number == 2.0 => Some(2),
-        Some(number) if number == 3.0 => {
+        Some(1.0) => Some(1),
+        Some(2.0) => Some(2),
+        Some(3.0) => {
             checker.error(
                 "version",
                 node,
