@@ -7,7 +7,7 @@ mod support;
 use std::process::Stdio;
 use std::time::Duration;
 
-use support::{flotilla, http_get, http_post, make_repository, start_executor, start_server, wait_until};
+use support::{flotilla, http_get, http_post, make_repository, start_executor, start_executor_with, start_server, wait_until};
 
 const ADMIN: &str = "flt_u_executors_e2e_admin_token_000000000000000000000000000000";
 const EXECUTOR: &str = "flt_e_executors_e2e_executor_token_00000000000000000000000000";
@@ -142,4 +142,22 @@ fn canceling_a_batch_spec_stops_its_running_containers() {
     assert!(started.elapsed() < Duration::from_secs(30), "canceled within seconds, took {:?}", started.elapsed());
     let final_status = status(&url, &id);
     assert_eq!(final_status["jobs"]["canceled"], 3, "{final_status}");
+}
+
+#[test]
+fn executor_labels_in_a_spec_route_its_workspaces() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let (_server, url) = start_server(&root.path().join("data"), ADMIN, EXECUTOR, &[]);
+    setup_code_host(&url, root.path(), 4);
+    let _plain = start_executor(&url, EXECUTOR, "plain", &root.path().join("plain"), "process");
+    let _gpu = start_executor_with(&url, EXECUTOR, "gpu", &root.path().join("gpu"), "process", &["--labels", "gpu=true"]);
+    let id = start_spec(
+        &url,
+        root.path(),
+        "name: needs-gpu\non:\n  - repositoriesMatchingQuery: repo:^fleet/\nexecutor:\n  labels:\n    gpu: true\nsteps:\n  - run: echo gpu >> README.md\n    container: alpine:3\nchangesetTemplate:\n  title: t\n  branch: batch/gpu\n  commit:\n    message: m\n",
+    );
+    wait_until(Duration::from_secs(60), "the spec to complete", || status(&url, &id)["state"] == "completed");
+    let workspaces = http_get(&url, ADMIN, &format!("/api/v1/batch-specs/{id}/workspaces"));
+    let executors: Vec<&str> = workspaces["workspaces"].as_array().expect("array").iter().map(|workspace| workspace["executor"].as_str().expect("executor")).collect();
+    assert_eq!(executors, vec!["gpu"; 4], "only the labelled executor takes routed jobs");
 }

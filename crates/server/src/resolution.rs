@@ -383,7 +383,7 @@ async fn write_chunk(
             workspace_id,
             batch_spec_id: row.id,
             user_id: user,
-            routing_key: String::new(),
+            routing_key: spec.executor.routing_key(),
             payload: serde_json::to_value(&payload).map_err(|error| error.to_string())?,
         });
     }

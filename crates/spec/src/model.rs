@@ -29,6 +29,30 @@ pub struct BatchSpec {
     pub import_changesets: Vec<ImportChangeset>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changeset_template: Option<ChangesetTemplate>,
+    /// Flotilla's extension: which executors may run this spec's workspaces.
+    #[serde(default, skip_serializing_if = "ExecutorRequirements::is_empty")]
+    pub executor: ExecutorRequirements,
+}
+
+/// `executor:` (a Flotilla extension to the format): labels an executor must advertise to
+/// take this spec's workspaces, e.g. `executor: {labels: {gpu: "true"}}` runs only on
+/// executors started with `--labels gpu=true`. Sourcegraph's schema rejects unknown fields,
+/// so a spec that uses it is Flotilla-only; specs without it are unchanged.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutorRequirements {
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+impl ExecutorRequirements {
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// The queue's routing key: `name=value` pairs, sorted, joined by commas ("" for any).
+    pub fn routing_key(&self) -> String {
+        self.labels.iter().map(|(name, value)| format!("{name}={value}")).collect::<Vec<_>>().join(",")
+    }
 }
 
 /// One entry of `on`: a search query, or one repository with optional branches.

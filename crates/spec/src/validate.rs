@@ -29,6 +29,7 @@ const TOP_LEVEL_FIELDS: &[&str] = &[
     "transformChanges",
     "importChangesets",
     "changesetTemplate",
+    "executor",
 ];
 const STEP_FIELDS: &[&str] = &["run", "container", "env", "files", "outputs", "if", "mount"];
 const VERSION_3_STEP_FIELDS: &[&str] = &["image", "codingAgent", "buildImage"];
@@ -255,6 +256,8 @@ pub(crate) fn check_batch_spec(checker: &mut Checker<'_>, root: &Node) -> Option
         }
     };
 
+    let executor = root.get("executor").map(|node| check_executor(checker, node)).unwrap_or_default();
+
     let has_errors = checker.diagnostics.iter().any(|diagnostic| diagnostic.severity == crate::Severity::Error);
     if has_errors {
         return None;
@@ -269,7 +272,44 @@ pub(crate) fn check_batch_spec(checker: &mut Checker<'_>, root: &Node) -> Option
         transform_changes,
         import_changesets,
         changeset_template,
+        executor,
     })
+}
+
+/// `executor: {labels: {name: value}}`: label names and values are plain words so they can
+/// form the queue's routing key (`name=value,...`).
+fn check_executor(checker: &mut Checker<'_>, node: &Node) -> crate::model::ExecutorRequirements {
+    let mut requirements = crate::model::ExecutorRequirements::default();
+    if checker.mapping(node, "executor", "executor requirements", &["labels"]).is_none() {
+        return requirements;
+    }
+    let Some(labels) = node.get("labels") else {
+        return requirements;
+    };
+    let Some(entries) = labels.as_mapping() else {
+        checker.error("executor.labels", labels, format!("expected a mapping of label: value, found {}", describe(labels)));
+        return requirements;
+    };
+    let plain = |text: &str| !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'/'));
+    for (key, value) in entries {
+        let name = key.key_text();
+        let path = format!("executor.labels.{name}");
+        let text = match &value.value {
+            Value::String { text, .. } => text.clone(),
+            Value::Bool(flag) => flag.to_string(),
+            Value::Int(number) => number.to_string(),
+            _ => {
+                checker.error(&path, value, format!("expected a label value, found {}", describe(value)));
+                continue;
+            }
+        };
+        if !plain(&name) || !plain(&text) {
+            checker.error(&path, key, "label names and values are letters, digits, `-`, `_`, `.` and `/`");
+            continue;
+        }
+        requirements.labels.insert(name, text);
+    }
+    requirements
 }
 
 /// Every output any step declares, and whether it is structured (json or yaml).

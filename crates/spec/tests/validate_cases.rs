@@ -66,7 +66,7 @@ fn version() {
 fn unknown_fields_everywhere() {
     check_errors(
         "name: x\nnmae: y\n",
-        &["2:1 unknown field `nmae`; expected one of: version, name, description, on, workspaces, steps, transformChanges, importChangesets, changesetTemplate"],
+        &["2:1 unknown field `nmae`; expected one of: version, name, description, on, workspaces, steps, transformChanges, importChangesets, changesetTemplate, executor"],
     );
     check_errors(
         &with_template("name: x\nsteps:\n  - run: a\n    contaner: alpine\n"),
@@ -271,7 +271,7 @@ fn yaml_features() {
     let source = "name: anchors\ndefaults: &defaults\n  container: alpine:3\n";
     check_errors(
         source,
-        &["2:1 unknown field `defaults`; expected one of: version, name, description, on, workspaces, steps, transformChanges, importChangesets, changesetTemplate"],
+        &["2:1 unknown field `defaults`; expected one of: version, name, description, on, workspaces, steps, transformChanges, importChangesets, changesetTemplate, executor"],
     );
     let source = "name: anchors\nsteps:\n  - &first\n    run: echo a\n    container: alpine:3\n  - <<: *first\n    run: echo b\n  - *first\nchangesetTemplate:\n  title: t\n  branch: b\n  commit: {message: m}\n";
     let spec = parse_batch_spec(source).expect("valid").spec;
@@ -335,4 +335,18 @@ fn positions_count_every_yaml_line_break() {
     assert_eq!((errors[0].line, errors[0].column), (2, 10));
     let rendered = flotilla_spec::render_all(&errors, "spec.yaml", source);
     assert!(rendered.contains("2 | version: 9\n"), "{rendered}");
+}
+
+#[test]
+fn executor_labels_route_a_spec() {
+    let spec = parse_batch_spec("name: x\nexecutor:\n  labels:\n    gpu: true\n    size: large\n").expect("valid").spec;
+    assert_eq!(spec.executor.routing_key(), "gpu=true,size=large");
+    assert_eq!(parse_batch_spec("name: x\n").expect("valid").spec.executor.routing_key(), "");
+    check_errors(
+        "name: x\nexecutor:\n  labels:\n    \"bad label\": yes\n  pool: a\n",
+        &[
+            "4:5 executor.labels.bad label: label names and values are letters, digits, `-`, `_`, `.` and `/`",
+            "5:3 executor: unknown field `pool`; expected one of: labels",
+        ],
+    );
 }

@@ -135,8 +135,15 @@ pub fn start_server(data: &Path, admin_token: &str, executor_token: &str, extra:
 
 /// Starts `flotilla executor` with the process runtime (or another, via `runtime`).
 pub fn start_executor(url: &str, executor_token: &str, name: &str, work: &Path, runtime: &str) -> Running {
+    start_executor_with(url, executor_token, name, work, runtime, &[])
+}
+
+/// The same, with extra arguments (e.g. `--labels gpu=true`).
+pub fn start_executor_with(url: &str, executor_token: &str, name: &str, work: &Path, runtime: &str, extra: &[&str]) -> Running {
     let child = flotilla()
-        .args(["executor", "--url", url, "--token", executor_token, "--runtime", runtime, "--name", name, "--work-dir"])
+        .args(["executor", "--url", url, "--token", executor_token, "--runtime", runtime, "--name", name])
+        .args(extra)
+        .arg("--work-dir")
         .arg(work)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
