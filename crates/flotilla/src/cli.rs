@@ -63,6 +63,44 @@ pub enum Command {
     /// bare `env` names), stored encrypted and never shown again.
     #[command(subcommand)]
     Secrets(SecretsCommand),
+
+    /// Manage your access tokens (for the CLI, scripts and the API).
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Create a token; it is printed once on standard output and stored only as a hash.
+    ///
+    /// Examples:
+    ///   flotilla tokens create --note "CI pipeline"
+    ///   flotilla tokens create --note admin-scripts --scope site-admin
+    #[command(verbatim_doc_comment)]
+    Create(TokenCreateArgs),
+    /// List your tokens (ids, notes, scopes; never the values).
+    List(JsonFlag),
+    /// Revoke a token by its id (see `flotilla tokens list`).
+    Revoke(TokenRevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    /// What the token is for.
+    #[arg(long, default_value = "")]
+    pub note: String,
+    /// `user` or `site-admin`.
+    #[arg(long, default_value = "user")]
+    pub scope: String,
+    #[command(flatten)]
+    pub connection: ServerConnection,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenRevokeArgs {
+    pub id: i64,
+    #[command(flatten)]
+    pub connection: ServerConnection,
 }
 
 #[derive(Debug, Subcommand)]

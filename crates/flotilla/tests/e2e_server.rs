@@ -263,3 +263,25 @@ fn secrets_reach_the_step_but_only_their_placeholder_is_stored() {
     }
 }
 
+
+#[test]
+fn tokens_are_shown_once_and_revocation_locks_them_out() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let (_guard, url, admin) = start_up(&root.path().join("data"), 0);
+    let run = |token: &str, arguments: &[&str]| flotilla().args(arguments).env("FLOTILLA_URL", &url).env("FLOTILLA_TOKEN", token).stdin(Stdio::null()).output().expect("run");
+    let created = run(&admin, &["tokens", "create", "--note", "ci"]);
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let token = String::from_utf8_lossy(&created.stdout).trim().to_owned();
+    assert!(token.starts_with("flt_u_"), "{token}");
+    let listed = run(&token, &["tokens", "list", "--json"]);
+    let listed_text = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(listed.status.success() && listed_text.contains("\"ci\"") && !listed_text.contains(&token), "{listed_text}");
+    let tokens: serde_json::Value = serde_json::from_str(&listed_text).expect("JSON");
+    let id = tokens.as_array().expect("array").iter().find(|entry| entry["note"] == "ci").expect("the new token")["id"].to_string();
+    let forbidden = run(&token, &["tokens", "create", "--scope", "site-admin"]);
+    assert!(!forbidden.status.success(), "a user-scoped token cannot mint a site-admin token");
+    assert!(run(&admin, &["tokens", "revoke", &id]).status.success());
+    let refused = run(&token, &["repos", "list"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("refused the token"), "{}", String::from_utf8_lossy(&refused.stderr));
+}

@@ -20,6 +20,7 @@ pub mod mirrors;
 pub mod resolution;
 pub mod secrets;
 pub mod secrets_crypto;
+pub mod tokens;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -140,7 +141,7 @@ pub async fn start(config: ServerConfig, store: Store) -> anyhow::Result<Running
     let shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
 
-    let router = api::router(state.clone()).merge(secrets::router(state.clone())).merge(executor_api::router(state.clone()));
+    let router = api::router(state.clone()).merge(secrets::router(state.clone())).merge(tokens::router(state.clone())).merge(executor_api::router(state.clone()));
     let serve_shutdown = shutdown.clone();
     tasks.spawn(async move {
         let serving = axum::serve(listener, router).with_graceful_shutdown(async move { serve_shutdown.cancelled().await });

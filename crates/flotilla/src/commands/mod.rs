@@ -5,11 +5,12 @@ mod codehost;
 mod remote;
 mod repos;
 mod secrets;
+mod tokens;
 mod up;
 
 use std::process::ExitCode;
 
-use crate::cli::{BatchCommand, Cli, CodehostCommand, Command, ReposCommand, SecretsCommand};
+use crate::cli::{BatchCommand, Cli, CodehostCommand, Command, ReposCommand, SecretsCommand, TokensCommand};
 
 pub fn run(arguments: Cli) -> anyhow::Result<ExitCode> {
     match arguments.command {
@@ -27,6 +28,9 @@ pub fn run(arguments: Cli) -> anyhow::Result<ExitCode> {
         Command::Secrets(SecretsCommand::Set(set)) => runtime()?.block_on(secrets::set(set)),
         Command::Secrets(SecretsCommand::List(list)) => runtime()?.block_on(secrets::list(list)),
         Command::Secrets(SecretsCommand::Delete(delete)) => runtime()?.block_on(secrets::delete(delete)),
+        Command::Tokens(TokensCommand::Create(create)) => runtime()?.block_on(tokens::create(create)),
+        Command::Tokens(TokensCommand::List(list)) => runtime()?.block_on(tokens::list(list)),
+        Command::Tokens(TokensCommand::Revoke(revoke)) => runtime()?.block_on(tokens::revoke(revoke)),
     }
 }
 
