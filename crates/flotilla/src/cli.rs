@@ -320,6 +320,13 @@ pub enum BatchCommand {
     #[command(verbatim_doc_comment)]
     Preview(PreviewArgs),
 
+    /// List the repositories and workspaces a spec would run on, without running anything.
+    ///
+    /// Example:
+    ///   flotilla batch repositories -f hello.batch.yaml
+    #[command(verbatim_doc_comment, alias = "repos")]
+    Repositories(RepositoriesArgs),
+
     /// Start a spec server-side and return at once with its id (--follow to watch it).
     ///
     /// Example:
@@ -344,6 +351,17 @@ pub struct PreviewArgs {
     /// Ignore cached step results and run every step again.
     #[arg(long)]
     pub clear_cache: bool,
+    #[command(flatten)]
+    pub connection: ServerConnection,
+}
+
+#[derive(Debug, Args)]
+pub struct RepositoriesArgs {
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: PathBuf,
+    /// Print JSON on standard output.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub connection: ServerConnection,
 }

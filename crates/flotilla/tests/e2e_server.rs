@@ -72,6 +72,21 @@ fn add_code_host_and_preview(url: &str, token: &str, repos: &Path, work: &Path) 
 
     let spec = work.join("hello.batch.yaml");
     std::fs::write(&spec, SPEC).expect("write spec");
+    let mut repositories = flotilla();
+    repositories.args(["batch", "repositories", "--json", "-f"]).arg(&spec);
+    with_server(&mut repositories);
+    let resolved: serde_json::Value = serde_json::from_slice(&repositories.output().expect("batch repositories").stdout).expect("JSON");
+    let resolved: Vec<(&str, &str)> = resolved
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|workspace| (workspace["repository"].as_str().expect("repository"), workspace["path"].as_str().expect("path")))
+        .collect();
+    assert_eq!(
+        resolved,
+        vec![("local/alpha", ""), ("local/beta", ""), ("local/gamma", ""), ("local/mono", "api"), ("local/mono", "web")],
+        "batch repositories shows what the spec would touch"
+    );
     let mut preview = flotilla();
     preview.args(["batch", "preview", "--json", "-f"]).arg(&spec);
     with_server(&mut preview);

@@ -32,6 +32,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/v1/repositories", get(list_repositories))
         .route("/api/v1/repositories/sync", post(sync_repositories))
         .route("/api/v1/batch-specs", post(create_batch_spec))
+        .route("/api/v1/batch-specs/resolve", post(resolve_batch_spec))
         .route("/api/v1/batch-specs/{id}", get(get_batch_spec))
         .route("/api/v1/batch-specs/{id}/workspaces", get(list_workspaces))
         .route("/api/v1/batch-specs/{id}/changeset-specs", get(list_changeset_specs))
@@ -203,6 +204,16 @@ async fn create_batch_spec(State(state): State<SharedState>, headers: HeaderMap,
     state.resolution_requested.notify_one();
     let status = batch_spec_status(&state, &row).await?;
     Ok((StatusCode::CREATED, Json(status)))
+}
+
+/// Resolves a spec's workspaces without storing or running it (`flotilla batch repositories`).
+async fn resolve_batch_spec(State(state): State<SharedState>, headers: HeaderMap, Json(request): Json<CreateBatchSpec>) -> ApiResult<Json<Vec<crate::resolution::WorkspacePreview>>> {
+    authenticate(&state, &headers).await?;
+    let validated = flotilla_spec::parse_batch_spec(&request.spec).map_err(|diagnostics| {
+        ApiError::bad_request(format!("the batch spec is invalid:\n{}", flotilla_spec::render_all(&diagnostics, "batch spec", &request.spec)))
+    })?;
+    let workspaces = crate::resolution::preview_workspaces(&state, &validated.spec).await.map_err(ApiError::bad_request)?;
+    Ok(Json(workspaces))
 }
 
 /// Loads a batch spec by its public id, checking the caller may see it.

@@ -243,6 +243,51 @@ struct PlannedWorkspace {
 
 /// Splits a repository revision into workspaces according to the spec's `workspaces` rules.
 async fn plan_workspaces(state: &SharedState, spec: &BatchSpec, row: &BatchSpecRow, revision: &RepositoryRevision) -> Result<Vec<PlannedWorkspace>, String> {
+    plan_workspaces_for(state, spec, row.id, row.allow_ignored, revision).await
+}
+
+/// What `flotilla batch repositories` shows: the workspaces a spec resolves to, without
+/// storing or running anything.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkspacePreview {
+    pub repository: String,
+    pub branch: String,
+    pub commit: String,
+    pub path: String,
+    pub search_result_paths: Vec<String>,
+    pub ignored: bool,
+    pub skipped_steps: Vec<usize>,
+}
+
+/// Resolves a spec's workspaces without storing them (the same rules as a real resolution).
+/// Ignored workspaces (`.batchignore`) are listed with `ignored: true` so users see why a
+/// repository will be left out.
+pub async fn preview_workspaces(state: &SharedState, spec: &BatchSpec) -> Result<Vec<WorkspacePreview>, String> {
+    let mut previews = Vec::new();
+    for revision in resolve_repositories(state, spec).await? {
+        for planned in plan_workspaces_for(state, spec, flotilla_store::BatchSpecId(0), true, &revision).await? {
+            previews.push(WorkspacePreview {
+                repository: planned.repository.name.clone(),
+                branch: planned.workspace.branch,
+                commit: planned.workspace.commit,
+                path: planned.workspace.path,
+                search_result_paths: planned.workspace.file_matches,
+                ignored: planned.workspace.ignored,
+                skipped_steps: planned.skipped_steps,
+            });
+        }
+    }
+    Ok(previews)
+}
+
+async fn plan_workspaces_for(
+    state: &SharedState,
+    spec: &BatchSpec,
+    batch_spec_id: flotilla_store::BatchSpecId,
+    allow_ignored: bool,
+    revision: &RepositoryRevision,
+) -> Result<Vec<PlannedWorkspace>, String> {
     if spec.steps.is_empty() {
         return Ok(Vec::new());
     }
@@ -250,7 +295,7 @@ async fn plan_workspaces(state: &SharedState, spec: &BatchSpec, row: &BatchSpecR
     let commit = CommitId::new(&revision.commit).map_err(|error| error.to_string())?;
     let batch_ignore = RepoPath::new(".batchignore").map_err(|error| error.to_string())?;
     let ignored = flotilla_git::file_exists(&mirror, &commit, &batch_ignore).await.map_err(|error| error.to_string())?;
-    if ignored && !row.allow_ignored {
+    if ignored && !allow_ignored {
         return Ok(Vec::new());
     }
     let matching: Vec<_> = spec
@@ -297,7 +342,7 @@ async fn plan_workspaces(state: &SharedState, spec: &BatchSpec, row: &BatchSpecR
                 .collect();
             PlannedWorkspace {
                 workspace: NewWorkspace {
-                    batch_spec_id: row.id,
+                    batch_spec_id,
                     repository_id: revision.repository.id,
                     branch: revision.branch.clone(),
                     commit: revision.commit.clone(),

@@ -18,6 +18,7 @@ pub fn run(arguments: Cli) -> anyhow::Result<ExitCode> {
         Command::Batch(BatchCommand::New(new)) => batch::new(&new),
         Command::Batch(BatchCommand::Preview(preview)) => runtime()?.block_on(remote::preview(preview)),
         Command::Batch(BatchCommand::Remote(remote)) => runtime()?.block_on(remote::remote(remote)),
+        Command::Batch(BatchCommand::Repositories(repositories)) => runtime()?.block_on(remote::repositories(repositories)),
         Command::Up(up) => runtime()?.block_on(up::up(up)),
         Command::Server(server) => runtime()?.block_on(up::server(server)),
         Command::Executor(executor) => runtime()?.block_on(up::executor(executor)),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use flotilla_wire::api::{BatchSpecStatus, ChangesetSpecInfo, CreateBatchSpec, WorkspaceInfo, WorkspacePage};
 
 use super::batch::read_spec_source;
-use crate::cli::{PreviewArgs, RemoteArgs};
+use crate::cli::{PreviewArgs, RemoteArgs, RepositoriesArgs};
 use crate::client::Client;
 
 /// Uploads the spec after validating it locally (so errors show with the file's name).
@@ -160,5 +160,35 @@ pub async fn remote(arguments: RemoteArgs) -> anyhow::Result<ExitCode> {
         let status = follow(&client, &created.id, false).await?;
         eprintln!("finished: {}", status.state);
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn repositories(arguments: RepositoriesArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(arguments.connection.url.clone(), arguments.connection.token.clone())?;
+    let (file_name, source) = read_spec_source(&arguments.file)?;
+    if let Err(diagnostics) = flotilla_spec::parse_batch_spec(&source) {
+        eprint!("{}", flotilla_spec::render_all(&diagnostics, &file_name, &source));
+        return Ok(ExitCode::from(1));
+    }
+    let workspaces: Vec<serde_json::Value> = client
+        .post("/api/v1/batch-specs/resolve", &CreateBatchSpec { spec: source, namespace: None, allow_ignored: false, no_cache: false })
+        .await?;
+    if arguments.json {
+        println!("{}", serde_json::to_string_pretty(&workspaces)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let repositories: std::collections::BTreeSet<&str> = workspaces.iter().filter_map(|workspace| workspace["repository"].as_str()).collect();
+    for workspace in &workspaces {
+        let path = workspace["path"].as_str().unwrap_or_default();
+        let ignored = if workspace["ignored"] == true { "  (ignored: .batchignore)" } else { "" };
+        println!(
+            "{}@{}{}{}",
+            workspace["repository"].as_str().unwrap_or("?"),
+            workspace["branch"].as_str().unwrap_or("?"),
+            if path.is_empty() { String::new() } else { format!(" /{path}") },
+            ignored
+        );
+    }
+    eprintln!("{} workspaces in {} repositories", workspaces.len(), repositories.len());
     Ok(ExitCode::SUCCESS)
 }
