@@ -39,6 +39,9 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/v1/batch-specs/{id}/cancel", post(cancel_batch_spec))
         .route("/api/v1/batch-specs/{id}/retry", post(retry_batch_spec))
         .route("/api/v1/jobs/{id}/logs", get(job_logs))
+        // Room for the largest accepted spec, JSON-escaped, so an oversized spec gets the
+        // server's own message (with the limit) rather than a bare "length limit exceeded".
+        .layer(axum::extract::DefaultBodyLimit::max(state.config.max_spec_bytes * 2 + (1 << 20)))
         .with_state(state)
 }
 
