@@ -67,6 +67,33 @@ pub enum Command {
     /// Manage your access tokens (for the CLI, scripts and the API).
     #[command(subcommand)]
     Tokens(TokensCommand),
+
+    /// Measure Flotilla on this machine (figures for BENCHMARKS.md).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Jobs dequeued and completed per second through the executor HTTP API, with no-op
+    /// executors, on SQLite (default) or PostgreSQL.
+    ///
+    /// Example:
+    ///   flotilla bench queue --jobs 5000 --executors 8
+    #[command(verbatim_doc_comment)]
+    Queue(BenchQueueArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchQueueArgs {
+    #[arg(long, default_value_t = 5000)]
+    pub jobs: usize,
+    /// Concurrent no-op executors.
+    #[arg(long, default_value_t = 8)]
+    pub executors: usize,
+    /// `postgres://...` to measure PostgreSQL (use a database you can throw away).
+    #[arg(long)]
+    pub database_url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

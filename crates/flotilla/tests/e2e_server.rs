@@ -300,3 +300,11 @@ fn tokens_are_shown_once_and_revocation_locks_them_out() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("refused the token"), "{}", String::from_utf8_lossy(&refused.stderr));
 }
+
+#[test]
+fn the_queue_benchmark_harness_runs_at_a_small_size() {
+    let output = flotilla().args(["bench", "queue", "--jobs", "60", "--executors", "3"]).stdin(Stdio::null()).output().expect("run bench");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("60 jobs dequeued and completed over HTTP by 3 no-op executors"), "{stdout}");
+}

@@ -208,6 +208,10 @@ pub async fn build_for_workspace(
 
 /// Builds the changeset specs for a finished job (before it is marked complete).
 pub async fn build_for_job(state: &SharedState, job: &ExecutionJob, result: &JobResult) -> Result<Vec<NewChangesetSpec>, String> {
+    // No changes, no changesets: skip loading the spec and the workspace.
+    if result.final_result.diff_base64.is_empty() {
+        return Ok(Vec::new());
+    }
     let payload: Job = serde_json::from_value(job.payload.clone()).map_err(|error| format!("the job's payload is unreadable: {error}"))?;
     let spec_row = state.store.get_batch_spec(job.batch_spec_id).await.map_err(|error| error.to_string())?;
     let spec: BatchSpec = serde_json::from_value(spec_row.parsed_spec).map_err(|error| format!("the stored spec is unreadable: {error}"))?;

@@ -79,7 +79,7 @@ async fn dequeue(State(state): State<SharedState>, headers: HeaderMap, Json(requ
     if executor.name.trim().is_empty() {
         return Err(ApiError::bad_request("the executor needs a name"));
     }
-    record_executor(&state, executor).await?;
+    record_executor_if_stale(&state, executor).await?;
     let routing = routing_filter(&state, &executor.labels).await?;
     let token = generate_token(TokenKind::Job);
     let now = Clock::now_ms();
@@ -142,6 +142,23 @@ pub fn outer_variable_names(steps: &[flotilla_spec::Step]) -> Vec<String> {
         }
     }
     names
+}
+
+/// Records an executor at most every few seconds from dequeues (heartbeats always record):
+/// a write per dequeue would serialise every dequeue behind it on SQLite.
+async fn record_executor_if_stale(state: &SharedState, executor: &flotilla_wire::ExecutorDescription) -> ApiResult<()> {
+    let now = Clock::now_ms();
+    let stale = {
+        let mut seen = state.executors_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let last = seen.get(&executor.name).copied().unwrap_or(i64::MIN);
+        if now.saturating_sub(last) >= 5_000 {
+            seen.insert(executor.name.clone(), now);
+            true
+        } else {
+            false
+        }
+    };
+    if stale { record_executor(state, executor).await } else { Ok(()) }
 }
 
 async fn record_executor(state: &SharedState, executor: &flotilla_wire::ExecutorDescription) -> ApiResult<()> {

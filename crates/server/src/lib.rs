@@ -88,6 +88,8 @@ pub struct AppState {
     /// One lock per repository, so a background sync and a requested one never clone or
     /// fetch the same mirror at once.
     pub mirror_locks: std::sync::Mutex<std::collections::HashMap<flotilla_store::RepositoryId, Arc<tokio::sync::Mutex<()>>>>,
+    /// When each executor was last recorded from a dequeue (see `executor_api`).
+    pub executors_seen: std::sync::Mutex<std::collections::HashMap<String, i64>>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -137,6 +139,7 @@ pub async fn start(config: ServerConfig, store: Store) -> anyhow::Result<Running
         resolution_requested: Notify::new(),
         sync_requested: Notify::new(),
         mirror_locks: std::sync::Mutex::new(std::collections::HashMap::new()),
+        executors_seen: std::sync::Mutex::new(std::collections::HashMap::new()),
     });
     let shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();

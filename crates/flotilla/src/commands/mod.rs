@@ -1,6 +1,7 @@
 //! One module per command group; each function returns the process exit code.
 
 mod batch;
+mod bench;
 mod codehost;
 mod remote;
 mod repos;
@@ -10,7 +11,7 @@ mod up;
 
 use std::process::ExitCode;
 
-use crate::cli::{BatchCommand, Cli, CodehostCommand, Command, ReposCommand, SecretsCommand, TokensCommand};
+use crate::cli::{BatchCommand, BenchCommand, Cli, CodehostCommand, Command, ReposCommand, SecretsCommand, TokensCommand};
 
 pub fn run(arguments: Cli) -> anyhow::Result<ExitCode> {
     match arguments.command {
@@ -20,6 +21,7 @@ pub fn run(arguments: Cli) -> anyhow::Result<ExitCode> {
         Command::Batch(BatchCommand::Remote(remote)) => runtime()?.block_on(remote::remote(remote)),
         Command::Batch(BatchCommand::Repositories(repositories)) => runtime()?.block_on(remote::repositories(repositories)),
         Command::Up(up) => runtime()?.block_on(up::up(up)),
+        Command::Bench(BenchCommand::Queue(queue)) => runtime()?.block_on(bench::queue(queue)),
         Command::Server(server) => runtime()?.block_on(up::server(server)),
         Command::Executor(executor) => runtime()?.block_on(up::executor(executor)),
         Command::Codehost(CodehostCommand::Add(add)) => runtime()?.block_on(codehost::add(add)),

@@ -1,0 +1,178 @@
+//! `flotilla bench ...`: measurements for BENCHMARKS.md, run against the real server.
+//!
+//! `bench queue` starts a server in-process (SQLite in a temporary folder, or PostgreSQL with
+//! `--database-url`), queues N jobs directly in the store, and drains them through the real
+//! executor HTTP API with no-op executors (dequeue, then complete with an empty result), so
+//! the figure is the server's own cost per job: HTTP, authentication, the queue transaction,
+//! the job token, the completion.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use anyhow::Context;
+use flotilla_server::{ServerConfig, bootstrap, open_store, start};
+use flotilla_store::{
+    Clock, CodeHostKind, Namespace, NewBatchSpec, NewCodeHost, NewExecutionJob, NewRepository, NewWorkspace,
+};
+use flotilla_wire::{DequeueRequest, ExecutorDescription, Job, JobResult};
+
+use crate::cli::BenchQueueArgs;
+
+pub async fn queue(arguments: BenchQueueArgs) -> anyhow::Result<ExitCode> {
+    let data = tempfile_directory()?;
+    let mut config = ServerConfig::new("127.0.0.1:0".parse()?, data.clone(), flotilla_server::secrets_crypto::SecretKey::generate());
+    config.database_url = arguments.database_url.clone();
+    let store = open_store(&config).await?;
+    let executor_token = "flt_e_bench_queue_executor_token_000000000000000000000000000";
+    bootstrap(&store, None, Some(executor_token)).await?;
+    let admin = store.get_user_by_username("admin").await?.context("bootstrap created the admin")?;
+    let now = Clock::now_ms();
+
+    let code_host = store
+        .create_code_host(
+            &NewCodeHost {
+                kind: CodeHostKind::GitUrls,
+                name: format!("bench{}", std::process::id()),
+                url: String::new(),
+                config: serde_json::json!({ "urls": [] }),
+                credential_ciphertext: None,
+                credential_nonce: None,
+                restricted_to: None,
+            },
+            now,
+        )
+        .await?;
+    let repository = store
+        .upsert_repository(
+            &NewRepository { code_host_id: code_host.id, name: format!("bench/repo{}", std::process::id()), clone_url: String::new(), default_branch: Some("main".into()), archived: false, fork: false },
+            now,
+        )
+        .await?;
+    let spec_text = "name: bench\nsteps:\n  - run: \"true\"\n    container: alpine:3\nchangesetTemplate:\n  title: t\n  branch: b\n  commit:\n    message: m\n";
+    let spec = flotilla_spec::parse_batch_spec(spec_text).map_err(|_| anyhow::anyhow!("bench spec invalid"))?.spec;
+    let batch_spec = store
+        .create_batch_spec(
+            &NewBatchSpec {
+                rand_id: format!("bench{}", std::process::id()),
+                namespace: Namespace::User(admin.id),
+                creator_user_id: admin.id,
+                name: "bench".into(),
+                raw_spec: spec_text.into(),
+                parsed_spec: serde_json::to_value(&spec)?,
+                created_from_raw: false,
+                allow_unsupported: false,
+                allow_ignored: false,
+                no_cache: true,
+                batch_change_id: None,
+            },
+            now,
+        )
+        .await?;
+    let workspaces: Vec<NewWorkspace> = (0..arguments.jobs)
+        .map(|index| NewWorkspace {
+            batch_spec_id: batch_spec.id,
+            repository_id: repository.id,
+            branch: "main".into(),
+            commit: "0".repeat(40),
+            path: format!("w{index}"),
+            file_matches: Vec::new(),
+            only_fetch_workspace: false,
+            ignored: false,
+            unsupported: false,
+            skipped: false,
+            cached_result_found: false,
+            step_cache_results: serde_json::json!({}),
+        })
+        .collect();
+    let workspace_ids = store.insert_workspaces(&workspaces, now).await?;
+    let payload = Job {
+        id: 0,
+        token: String::new(),
+        repository_name: repository.name.clone(),
+        commit: "0".repeat(40),
+        branch: "main".into(),
+        git_path: String::new(),
+        workspace_path: String::new(),
+        only_fetch_workspace: false,
+        batch_change_name: "bench".into(),
+        batch_change_description: String::new(),
+        search_result_paths: Vec::new(),
+        steps: spec.steps.clone(),
+        skipped_steps: Vec::new(),
+        cached_result: None,
+        secrets: Default::default(),
+        redactions: Vec::new(),
+        mount_files: Vec::new(),
+        timeout_seconds: 0,
+    };
+    let payload = serde_json::to_value(&payload)?;
+    let jobs: Vec<NewExecutionJob> = workspace_ids
+        .iter()
+        .map(|workspace_id| NewExecutionJob { workspace_id: *workspace_id, batch_spec_id: batch_spec.id, user_id: admin.id, routing_key: String::new(), payload: payload.clone() })
+        .collect();
+    store.enqueue_execution_jobs(&jobs, now).await?;
+
+    let server = start(config, store).await?;
+    let url = format!("http://{}", server.address);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::builder().build()?;
+    let done = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for worker in 0..arguments.executors {
+        let (http, url, done) = (http.clone(), url.clone(), done.clone());
+        workers.spawn(async move {
+            let description = ExecutorDescription {
+                name: format!("bench-{worker}"),
+                version: "bench".into(),
+                hostname: "bench".into(),
+                os: "linux".into(),
+                architecture: "x86_64".into(),
+                runtime: "none".into(),
+                ..ExecutorDescription::default()
+            };
+            loop {
+                let response = http
+                    .post(format!("{url}/.executors/queue/dequeue"))
+                    .header("Authorization", format!("token-executor {executor_token}"))
+                    .json(&DequeueRequest { executor: description.clone() })
+                    .send()
+                    .await?;
+                if response.status() == reqwest::StatusCode::NO_CONTENT {
+                    return anyhow::Ok(());
+                }
+                let job: Job = response.error_for_status()?.json().await?;
+                http.post(format!("{url}/.executors/jobs/{}/complete", job.id))
+                    .bearer_auth(&job.token)
+                    .json(&JobResult::default())
+                    .send()
+                    .await?
+                    .error_for_status()?;
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    while let Some(result) = workers.join_next().await {
+        result??;
+    }
+    let elapsed = started.elapsed();
+    let completed = done.load(Ordering::Relaxed);
+    let backend = if arguments.database_url.is_some() { "PostgreSQL" } else { "SQLite" };
+    println!(
+        "queue ({backend}): {completed} jobs dequeued and completed over HTTP by {} no-op executors in {:.2} s: {:.0} jobs/s",
+        arguments.executors,
+        elapsed.as_secs_f64(),
+        completed as f64 / elapsed.as_secs_f64()
+    );
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&data);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tempfile_directory() -> anyhow::Result<std::path::PathBuf> {
+    let directory = std::env::temp_dir().join(format!("flotilla-bench-{}-{}", std::process::id(), Clock::now_ms()));
+    std::fs::create_dir_all(&directory).with_context(|| format!("creating {}", directory.display()))?;
+    Ok(directory)
+}
