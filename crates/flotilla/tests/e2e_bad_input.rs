@@ -115,3 +115,39 @@ fn a_job_token_opens_only_its_own_repository_and_job() {
     let (status, _) = http_request(&url, "GET", "/.executors/git/local/mine/info/refs?service=git-upload-pack", Some(&bearer), None);
     assert_eq!(status, 401, "the token dies with the job");
 }
+
+#[test]
+fn infrastructure_failures_are_retried_then_failed_with_a_clear_message() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let (_server, url) = start_server(&root.path().join("data"), ADMIN, EXECUTOR, &[]);
+    make_repository(root.path(), "flaky", &[("README.md", "# flaky\n")]);
+    let admin = format!("token {ADMIN}");
+    let repos = root.path().join("repos");
+    http_request(&url, "POST", "/api/v1/code-hosts", Some(&admin), Some(&serde_json::json!({"kind": "git", "name": "local", "path": repos}).to_string()));
+    http_request(&url, "POST", "/api/v1/repositories/sync", Some(&admin), Some(r#"{"wait": true}"#));
+    let spec = "name: x\non:\n  - repository: local/flaky\nsteps:\n  - run: echo\n    container: alpine:3\nchangesetTemplate:\n  title: t\n  branch: b\n  commit:\n    message: m\n";
+    let (status, body) = http_request(&url, "POST", "/api/v1/batch-specs", Some(&admin), Some(&serde_json::json!({"spec": spec}).to_string()));
+    assert_eq!(status, 201, "{body}");
+    let batch_spec = json(&body)["id"].as_str().expect("id").to_owned();
+    let dequeue_body = serde_json::json!({"executor": {"name": "probe", "version": "0", "hostname": "h", "os": "linux", "architecture": "x86_64", "runtime": "process"}}).to_string();
+    let mut job_ids = Vec::new();
+    for _ in 0..3 {
+        let mut job = serde_json::Value::Null;
+        support::wait_until(std::time::Duration::from_secs(30), "a job to dequeue", || {
+            let (status, body) = http_request(&url, "POST", "/.executors/queue/dequeue", Some(&format!("token-executor {EXECUTOR}")), Some(&dequeue_body));
+            if status == 200 {
+                job = json(&body);
+            }
+            status == 200
+        });
+        job_ids.push(job["id"].as_i64().expect("id"));
+        let bearer = format!("Bearer {}", job["token"].as_str().expect("token"));
+        let (status, _) = http_request(&url, "POST", &format!("/.executors/jobs/{}/fail", job["id"]), Some(&bearer), Some(r#"{"message": "git fetch timed out", "infrastructure": true}"#));
+        assert_eq!(status, 204);
+    }
+    assert!(job_ids.windows(2).all(|pair| pair[0] == pair[1]), "the same job is attempted again: {job_ids:?}");
+    let (_, body) = http_request(&url, "GET", &format!("/api/v1/batch-specs/{batch_spec}/workspaces"), Some(&admin), None);
+    let workspace = &json(&body)["workspaces"][0];
+    assert_eq!(workspace["state"], "failed");
+    assert_eq!(workspace["failureMessage"], "infrastructure failure: git fetch timed out (after 3 attempts)");
+}

@@ -274,10 +274,31 @@ async fn fail(
     let (job, executor) = owning_executor(&state, job_id).await?;
     crate::changeset_specs::store_cache_entries(&state, &job, &failure.cache_entries).await?;
     let message = if failure.infrastructure { format!("infrastructure failure: {}", failure.message) } else { failure.message };
+    if failure.infrastructure {
+        // Fetch, runtime or executor trouble is retried on another attempt (the step cache
+        // makes it resume after the last finished step); a step's own failure is final.
+        let outcome = state
+            .store
+            .requeue_after_infrastructure_failure(job.id, &executor, &message, INFRASTRUCTURE_ATTEMPTS, Clock::now_ms())
+            .await?;
+        if matches!(outcome, CompletionOutcome::Applied { .. }) {
+            tracing::warn!(job.id = job.id.0, executor.name = %executor, error = %message, "job requeued after an infrastructure failure");
+            state.jobs_queued.notify_waiters();
+            return Ok(StatusCode::NO_CONTENT);
+        }
+    }
+    let message = if failure.infrastructure && failure_is_final_after_retries(&job) { format!("{message} (after {INFRASTRUCTURE_ATTEMPTS} attempts)") } else { message };
     match state.store.fail_job(job.id, &executor, &message, Clock::now_ms()).await? {
         CompletionOutcome::Applied { .. } => Ok(StatusCode::NO_CONTENT),
         CompletionOutcome::Ignored { .. } => Err(ApiError::conflict("the job was already finished or given to another executor")),
     }
+}
+
+/// Attempts a job gets when its failures are the infrastructure's, not its steps'.
+const INFRASTRUCTURE_ATTEMPTS: i64 = 3;
+
+fn failure_is_final_after_retries(job: &ExecutionJob) -> bool {
+    job.num_failures + 1 >= INFRASTRUCTURE_ATTEMPTS
 }
 
 /// Splits `/.executors/git/<repository>/<suffix>` and checks the job token covers it.

@@ -895,6 +895,36 @@ impl Store {
         })
     }
 
+    /// Puts a job whose attempt failed for an infrastructure reason (fetch, runtime, executor
+    /// trouble) back in the queue for another attempt, if it has had fewer than
+    /// `max_attempts` and was not canceled. Only the owning executor's report counts; its job
+    /// token dies. Returns `Ignored` when the job is not retried (the caller then fails it).
+    pub async fn requeue_after_infrastructure_failure(
+        &self,
+        job_id: JobId,
+        executor_name: &str,
+        failure_message: &str,
+        max_attempts: i64,
+        now_ms: i64,
+    ) -> Result<CompletionOutcome, StoreError> {
+        write_transaction!(self, tx, dialect => {
+            let final_state = sqlx::query_scalar::<_, String>(
+                "UPDATE execution_jobs SET state = 'queued', num_failures = num_failures + 1, queued_at = $3, \
+                 started_at = NULL, last_heartbeat_at = NULL, executor_name = NULL, failure_message = $4 \
+                 WHERE id = $1 AND state = 'processing' AND executor_name = $2 AND NOT cancel \
+                 AND num_failures + 1 < $5 RETURNING state",
+            )
+            .bind(job_id)
+            .bind(executor_name.to_owned())
+            .bind(now_ms)
+            .bind(failure_message.to_owned())
+            .bind(max_attempts)
+            .fetch_optional(&mut **tx)
+            .await?;
+            finish_report!(tx, job_id, final_state)
+        })
+    }
+
     /// Cancels a batch spec's execution: queued jobs become `canceled` now; processing jobs get
     /// `cancel` set and stop when their executor next heartbeats.
     pub async fn cancel_batch_spec_jobs(

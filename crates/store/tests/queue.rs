@@ -879,7 +879,45 @@ async fn dequeue_complete_throughput(store: Store) {
     );
 }
 
+async fn infrastructure_failures_are_retried_a_bounded_number_of_times(store: Store) {
+    let user = fixture(&store, "infra", 1).await;
+    store.enqueue_execution_jobs(&jobs_for(&user, ""), 0).await.expect("enqueuing");
+    let mut outcomes = Vec::new();
+    for attempt in 0..3 {
+        let hash = format!("hash-{attempt}");
+        let dequeued = store
+            .dequeue_execution_job("flaky", &RoutingFilter::unrouted_only(), &token(&hash), 10 + attempt)
+            .await
+            .expect("dequeue")
+            .expect("the job is queued again after each retryable failure");
+        let refused = store
+            .requeue_after_infrastructure_failure(dequeued.job.id, "someone-else", "fetch failed", 3, 20 + attempt)
+            .await
+            .expect("report");
+        assert!(matches!(refused, CompletionOutcome::Ignored { .. }), "only the owner's report counts");
+        let outcome = store
+            .requeue_after_infrastructure_failure(dequeued.job.id, "flaky", "fetch failed", 3, 30 + attempt)
+            .await
+            .expect("report");
+        outcomes.push(outcome);
+        if matches!(outcome, CompletionOutcome::Ignored { .. }) {
+            let failed = store.fail_job(dequeued.job.id, "flaky", "fetch failed three times", 50).await.expect("fail");
+            assert_eq!(failed, CompletionOutcome::Applied { final_state: JobState::Failed });
+        }
+        assert!(store.lookup_job_token(&hash, 40).await.expect("lookup").is_none(), "the attempt's token dies");
+    }
+    assert_eq!(
+        outcomes,
+        vec![
+            CompletionOutcome::Applied { final_state: JobState::Queued },
+            CompletionOutcome::Applied { final_state: JobState::Queued },
+            CompletionOutcome::Ignored { current_state: Some(JobState::Processing) },
+        ]
+    );
+}
+
 conformance_tests!(
+    infrastructure_failures_are_retried_a_bounded_number_of_times,
     concurrent_dequeue_hands_each_job_out_once,
     dequeue_is_round_robin_across_users,
     dequeue_respects_routing_keys,
