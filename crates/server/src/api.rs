@@ -237,7 +237,7 @@ async fn batch_spec_status(state: &SharedState, row: &flotilla_store::BatchSpec)
     let resolution = state.store.get_resolution_job(row.id).await?;
     let counts = state.store.job_counts_by_state(row.id).await?;
     let workspaces = state.store.count_workspaces(row.id).await?;
-    let changeset_specs = state.store.list_changeset_specs(row.id, None, 100_000).await?.len() as i64;
+    let changeset_specs = state.store.count_changeset_specs(row.id).await?;
     let jobs = JobCounts {
         queued: counts.queued,
         processing: counts.processing,

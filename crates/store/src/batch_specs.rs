@@ -591,6 +591,16 @@ impl Store {
         })
     }
 
+    /// How many changeset specs a batch spec has (without loading their diffs).
+    pub async fn count_changeset_specs(&self, batch_spec_id: BatchSpecId) -> Result<i64, StoreError> {
+        on_pool!(self, pool, dialect => {
+            Ok(sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM changeset_specs WHERE batch_spec_id = $1")
+                .bind(batch_spec_id)
+                .fetch_one(pool)
+                .await?)
+        })
+    }
+
     /// Records which changeset specs a workspace's execution produced.
     pub async fn set_workspace_changeset_specs(
         &self,
