@@ -145,6 +145,37 @@ impl ExecutorClient {
             .map(drop)
     }
 
+    /// Downloads a file of the job (a mount file), with retries.
+    pub async fn download(&self, job: &Job, path: &str) -> Result<Vec<u8>, ClientError> {
+        let mut backoff = FIRST_BACKOFF;
+        let mut attempt = 1;
+        loop {
+            match self.download_once(job, path).await {
+                Err(error) if error.is_transient() && attempt < Retries::Few.attempts() => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAXIMUM_BACKOFF);
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn download_once(&self, job: &Job, path: &str) -> Result<Vec<u8>, ClientError> {
+        let url = format!("{}{path}", self.base_url);
+        let unreachable = |error: reqwest::Error| ClientError::Unreachable { url: self.base_url.clone(), message: describe_reqwest_error(&error) };
+        let response = self.http.get(&url).bearer_auth(&job.token).send().await.map_err(unreachable)?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(unreachable)?;
+        if status.is_success() {
+            return Ok(bytes.to_vec());
+        }
+        let message = serde_json::from_slice::<ErrorBody>(&bytes)
+            .map(|body| body.error)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).chars().take(500).collect());
+        Err(ClientError::Status { method: "GET".to_owned(), path: path.to_owned(), status: status.as_u16(), message })
+    }
+
     /// One API call with retries. `Ok(None)` for an empty answer (204).
     async fn call<Body: Serialize, Answer: DeserializeOwned>(
         &self,

@@ -11,7 +11,7 @@ use std::time::Duration;
 use flotilla_git::{CommitId, Credentials, WorkspaceCache, changed_files, diff_workspace};
 use flotilla_template::sourcegraph::{eval_step_condition, render_step_template};
 use flotilla_wire::cache::{CacheKeyInputs, resolve_environments, step_cache_key};
-use flotilla_wire::executor::{CacheEntry, Job, JobFailure, JobResult, StepResult};
+use flotilla_wire::executor::{CacheEntry, Job, JobFailure, JobResult, StepResult, image_allowed};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -162,6 +162,7 @@ impl Execution<'_> {
     async fn execute(&mut self) -> Result<StepResult, Interruption> {
         let job = self.job;
         let workspace = self.fetch().await?;
+        let mount_contents = self.download_mount_files().await?;
         let steps = &job.steps;
         let environments = resolve_environments(steps, &job.secrets);
         let key_inputs = CacheKeyInputs {
@@ -175,7 +176,7 @@ impl Execution<'_> {
             batch_change_description: &job.batch_change_description,
             steps,
             environments,
-            mounts: Vec::new(),
+            mounts: job.mount_files.iter().map(|file| (file.path.clone(), file.size, file.modified_at)).collect(),
         };
 
         // src-cli's `previousStepResult`: the last step that ran, or the cached one.
@@ -211,12 +212,6 @@ impl Execution<'_> {
                 latest = Some(skipped);
                 continue;
             }
-            if !step.mount.is_empty() {
-                return Err(failed(
-                    format!("step {number} mounts files (`mount`), which this executor does not support yet: put the files into the repository or the image instead"),
-                    false,
-                ));
-            }
 
             let render = |what: &str, template: &str, context: &flotilla_template::sourcegraph::StepContext| {
                 render_step_template(&format!("step-{what}"), template, context)
@@ -236,8 +231,28 @@ impl Execution<'_> {
             for (path, content) in &step.files {
                 files.push((path.clone(), render(&format!("files.{path}"), content, &context)?.into_bytes()));
             }
+            for mount in &step.mount {
+                let before = files.len();
+                for (file, content) in job.mount_files.iter().zip(&mount_contents) {
+                    if let Some(target) = mount.target_of(&file.path) {
+                        files.push((target, content.clone()));
+                    }
+                }
+                if files.len() == before {
+                    return Err(failed(format!("step {number} mounts `{}`, but the server sent no such file with the job", mount.path), false));
+                }
+            }
 
             let mut entry = LogEntry::start(&self.environment.client, job, self.redactor, &format!("step.{step_index}"), std::slice::from_ref(&script)).await?;
+            if !image_allowed(&job.allowed_images, &image) {
+                let message = format!(
+                    "step {number}: the image `{image}` is not allowed on this server; allowed images: {} (ask a site admin to extend --allowed-images)",
+                    job.allowed_images.join(", ")
+                );
+                entry.push_line(&message);
+                entry.finish(1).await?;
+                return Err(failed(message, false));
+            }
             if let Err(problem) = check_image(&self.environment.runtime, &image).await {
                 entry.push_line(&problem.to_string());
                 entry.finish(1).await?;
@@ -299,6 +314,21 @@ impl Execution<'_> {
             // Every step was skipped statically: nothing changed.
             None => StepResult { step_index: steps.len().saturating_sub(1), skipped: true, ..StepResult::default() },
         })
+    }
+
+    /// Downloads the files the steps mount (in the order of `job.mount_files`).
+    async fn download_mount_files(&self) -> Result<Vec<Vec<u8>>, Interruption> {
+        let mut contents = Vec::with_capacity(self.job.mount_files.len());
+        for file in &self.job.mount_files {
+            let content = self
+                .environment
+                .client
+                .download(self.job, &file.url)
+                .await
+                .map_err(|error| failed(format!("downloading the mount file {} failed: {error}", file.path), true))?;
+            contents.push(content);
+        }
+        Ok(contents)
     }
 
     /// Fetches the workspace (and applies the cached result's diff) under `setup.fetch`.

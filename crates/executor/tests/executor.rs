@@ -350,6 +350,7 @@ fn job(server: &FakeServer, id: i64, steps: Vec<Step>) -> Job {
         secrets: BTreeMap::new(),
         redactions: Vec::new(),
         mount_files: Vec::new(),
+        allowed_images: Vec::new(),
         timeout_seconds: 600,
     }
 }

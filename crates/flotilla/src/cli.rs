@@ -197,6 +197,28 @@ pub struct UpArgs {
     /// How local executors run steps: podman, docker, or process (no isolation).
     #[arg(long, default_value = "podman")]
     pub runtime: String,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+/// What the server accepts from batch specs.
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// Container images steps may use, as globs (e.g. `alpine:*,registry.example.com/*`);
+    /// steps with other images are refused at upload (or fail when a templated image renders
+    /// to one). Default: every image.
+    #[arg(long, value_delimiter = ',', value_name = "GLOBS", env = "FLOTILLA_ALLOWED_IMAGES")]
+    pub allowed_images: Vec<String>,
+    /// Largest file a step may mount, in bytes.
+    #[arg(long, default_value_t = 10 << 20, value_name = "BYTES")]
+    pub max_mount_file_bytes: usize,
+}
+
+impl PolicyArgs {
+    pub fn apply(&self, config: &mut flotilla_server::ServerConfig) {
+        config.allowed_images = self.allowed_images.iter().map(|pattern| pattern.trim().to_owned()).filter(|pattern| !pattern.is_empty()).collect();
+        config.max_mount_file_bytes = self.max_mount_file_bytes;
+    }
 }
 
 #[derive(Debug, Args)]
@@ -216,6 +238,8 @@ pub struct ServerArgs {
     /// goes back to the queue (three times at most, then it fails).
     #[arg(long, default_value_t = 25, value_name = "SECONDS")]
     pub heartbeat_timeout: u64,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
 }
 
 #[derive(Debug, Args)]

@@ -18,15 +18,6 @@ fn corpus(relative: &str) -> PathBuf {
     path
 }
 
-fn podman_available() -> bool {
-    let ready = std::process::Command::new("podman").arg("--version").output().is_ok_and(|output| output.status.success());
-    if !ready {
-        assert!(std::env::var_os("FLOTILLA_REQUIRE_ALL_TOOLS").is_none(), "podman is required (FLOTILLA_REQUIRE_ALL_TOOLS is set)");
-        eprintln!("NOTICE: podman unavailable; the corpus specs were not run");
-    }
-    ready
-}
-
 /// Runs `batch preview --json` of a corpus spec; returns the changeset specs by repository.
 fn preview(url: &str, token: &str, spec: &Path) -> Vec<serde_json::Value> {
     let output = flotilla()
@@ -46,11 +37,9 @@ fn preview(url: &str, token: &str, spec: &Path) -> Vec<serde_json::Value> {
 
 #[test]
 fn corpus_specs_run_unchanged_and_give_sourcegraphs_changesets() {
-    if !podman_available() {
+    if !support::podman_ready("the corpus specs") {
         return;
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/build-test-image");
-    assert!(std::process::Command::new("bash").arg(script).status().expect("build test image").success());
 
     let root = tempfile::tempdir().expect("temp dir");
     // A code host named like Sourcegraph's, so the specs' queries match unchanged.

@@ -41,7 +41,10 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/v1/jobs/{id}/logs", get(job_logs))
         // Room for the largest accepted spec, JSON-escaped, so an oversized spec gets the
         // server's own message (with the limit) rather than a bare "length limit exceeded".
-        .layer(axum::extract::DefaultBodyLimit::max(state.config.max_spec_bytes * 2 + (1 << 20)))
+        // Mounted files travel base64-encoded in the same request (4/3 of their size).
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.config.max_spec_bytes * 2 + state.config.max_mount_total_bytes / 3 * 4 + (1 << 20),
+        ))
         .with_state(state)
 }
 
@@ -185,9 +188,17 @@ async fn create_batch_spec(State(state): State<SharedState>, headers: HeaderMap,
         }
     };
     let spec = &validated.spec;
+    crate::admission::check_images(spec, &state.config.allowed_images).map_err(ApiError::bad_request)?;
+    let mount_files = crate::admission::mount_files(
+        spec,
+        &request.mount_files,
+        state.config.max_mount_file_bytes,
+        state.config.max_mount_total_bytes,
+    )
+    .map_err(ApiError::bad_request)?;
     let row = state
         .store
-        .create_batch_spec(
+        .create_batch_spec_with_mount_files(
             &NewBatchSpec {
                 rand_id: crate::changeset_specs::rand_id(),
                 namespace,
@@ -201,6 +212,7 @@ async fn create_batch_spec(State(state): State<SharedState>, headers: HeaderMap,
                 no_cache: request.no_cache,
                 batch_change_id: None,
             },
+            &mount_files,
             Clock::now_ms(),
         )
         .await?;

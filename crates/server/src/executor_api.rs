@@ -36,6 +36,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/.executors/jobs/{job_id}/log/{index}", patch(update_log))
         .route("/.executors/jobs/{job_id}/complete", post(complete))
         .route("/.executors/jobs/{job_id}/fail", post(fail))
+        .route("/.executors/jobs/{job_id}/mount-files/{file_id}", get(mount_file))
         .route("/.executors/git/{*path}", get(git_get).post(git_post))
         .with_state(state)
 }
@@ -119,6 +120,21 @@ async fn job_payload(state: &SharedState, job: &ExecutionJob, token: String) -> 
     payload.id = job.id.0;
     payload.token = token;
     payload.timeout_seconds = state.config.job_timeout.as_secs();
+    payload.allowed_images = state.config.allowed_images.clone();
+    if payload.steps.iter().any(|step| !step.mount.is_empty()) {
+        payload.mount_files = state
+            .store
+            .list_mount_files(job.batch_spec_id)
+            .await?
+            .into_iter()
+            .map(|file| flotilla_wire::MountFile {
+                url: format!("/.executors/jobs/{}/mount-files/{}", job.id.0, file.id.0),
+                path: file.path,
+                size: u64::try_from(file.size).unwrap_or(0),
+                modified_at: file.modified_at,
+            })
+            .collect();
+    }
     let names = outer_variable_names(&payload.steps);
     if !names.is_empty() {
         let namespace = state.store.get_batch_spec(job.batch_spec_id).await?.namespace()?;
@@ -131,6 +147,18 @@ async fn job_payload(state: &SharedState, job: &ExecutionJob, token: String) -> 
         payload.secrets = secrets;
     }
     Ok(payload)
+}
+
+/// A file the job's steps mount, for that job's token only.
+async fn mount_file(State(state): State<SharedState>, Path((job_id, file_id)): Path<(i64, i64)>, headers: HeaderMap) -> ApiResult<Response> {
+    authorize_job(&state, &headers, Some(job_id)).await?;
+    let job = state.store.get_execution_job(JobId(job_id)).await?;
+    let belongs = state.store.list_mount_files(job.batch_spec_id).await?.iter().any(|file| file.id.0 == file_id);
+    if !belongs {
+        return Err(ApiError::not_found(format!("job {job_id} has no mount file {file_id}")));
+    }
+    let content = state.store.get_mount_file_content(flotilla_store::MountFileId(file_id)).await?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], content).into_response())
 }
 
 /// The bare `env` names of the steps: the secrets a job needs.

@@ -11,6 +11,7 @@
 //! specs), [`janitor`] (stalled jobs), [`secrets_crypto`] (tokens and encryption at rest).
 //! Only this crate knows HTTP routing; only `flotilla-store` knows SQL.
 
+pub mod admission;
 pub mod api;
 pub mod changeset_specs;
 pub mod error;
@@ -53,6 +54,13 @@ pub struct ServerConfig {
     pub max_resets: i64,
     /// Whole-job time limit sent to executors.
     pub job_timeout: Duration,
+    /// Largest file a step may mount, in bytes (Sourcegraph: 10 MB).
+    pub max_mount_file_bytes: usize,
+    /// Largest total of mounted files per batch spec, in bytes.
+    pub max_mount_total_bytes: usize,
+    /// Container images steps may use (globs such as `alpine:*` or `registry.example.com/*`);
+    /// empty allows every image.
+    pub allowed_images: Vec<String>,
 }
 
 impl ServerConfig {
@@ -67,6 +75,9 @@ impl ServerConfig {
             stalled_after: Duration::from_secs(25),
             max_resets: 3,
             job_timeout: Duration::from_secs(3600),
+            max_mount_file_bytes: 10 << 20,
+            max_mount_total_bytes: 100 << 20,
+            allowed_images: Vec::new(),
         }
     }
 

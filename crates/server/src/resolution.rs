@@ -464,6 +464,7 @@ fn job_payload(spec: &BatchSpec, item: &PlannedWorkspace) -> Job {
         secrets: BTreeMap::new(),
         redactions: Vec::new(),
         mount_files: Vec::new(),
+        allowed_images: Vec::new(),
         timeout_seconds: 0,
     }
 }

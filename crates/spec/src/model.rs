@@ -131,6 +131,43 @@ pub struct Mount {
     pub mountpoint: String,
 }
 
+impl Mount {
+    /// The mount's source as uploaded: relative to the batch spec's folder, `/`-separated,
+    /// without `.` parts (`./scripts/../fix.sh` → `fix.sh`; the folder itself is "").
+    pub fn normalized_path(&self) -> String {
+        normalize_relative_path(&self.path)
+    }
+
+    /// Where an uploaded file (by its normalized path) appears in the container when this
+    /// mount covers it: the mountpoint itself for the mounted file, or below the mountpoint
+    /// for a file inside a mounted folder.
+    pub fn target_of(&self, uploaded_path: &str) -> Option<String> {
+        let source = self.normalized_path();
+        let mountpoint = self.mountpoint.trim_end_matches('/');
+        if uploaded_path == source {
+            return Some(mountpoint.to_owned());
+        }
+        let inside = if source.is_empty() { Some(uploaded_path) } else { uploaded_path.strip_prefix(&source)?.strip_prefix('/') };
+        inside.filter(|rest| !rest.is_empty()).map(|rest| format!("{mountpoint}/{rest}"))
+    }
+}
+
+/// A relative path, `/`-separated, with `.` and `..` parts resolved (a `..` above the start
+/// is dropped: validation refuses such mount paths before they get here).
+pub fn normalize_relative_path(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split(['/', '\\']) {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    parts.join("/")
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TransformChanges {
     pub group: Vec<TransformGroup>,
@@ -197,5 +234,39 @@ impl BatchSpec {
             }
         }
         names
+    }
+}
+
+#[cfg(test)]
+mod mount_tests {
+    use super::*;
+
+    fn mount(path: &str, mountpoint: &str) -> Mount {
+        Mount { path: path.to_owned(), mountpoint: mountpoint.to_owned() }
+    }
+
+    #[test]
+    fn paths_are_normalized_relative_to_the_spec() {
+        for (written, normalized) in [("./fix.sh", "fix.sh"), ("scripts/../fix.sh", "fix.sh"), ("./a//b/./c", "a/b/c"), (".", ""), ("a\\b", "a/b")] {
+            assert_eq!(mount(written, "/x").normalized_path(), normalized, "{written}");
+        }
+    }
+
+    #[test]
+    fn a_file_mount_covers_only_that_file() {
+        let file = mount("./fix.sh", "/tmp/fix.sh");
+        assert_eq!(file.target_of("fix.sh").as_deref(), Some("/tmp/fix.sh"));
+        assert_eq!(file.target_of("fix.sh.bak"), None);
+        assert_eq!(file.target_of("other/fix.sh"), None);
+    }
+
+    #[test]
+    fn a_folder_mount_covers_what_is_below_it() {
+        let folder = mount("./scripts/", "/opt/scripts/");
+        assert_eq!(folder.target_of("scripts/a.sh").as_deref(), Some("/opt/scripts/a.sh"));
+        assert_eq!(folder.target_of("scripts/lib/b.sh").as_deref(), Some("/opt/scripts/lib/b.sh"));
+        assert_eq!(folder.target_of("scriptsx/a.sh"), None);
+        let whole = mount(".", "/spec");
+        assert_eq!(whole.target_of("a/b.sh").as_deref(), Some("/spec/a/b.sh"));
     }
 }

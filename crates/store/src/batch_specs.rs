@@ -165,6 +165,17 @@ impl Store {
         spec: &NewBatchSpec,
         now_ms: i64,
     ) -> Result<BatchSpec, StoreError> {
+        self.create_batch_spec_with_mount_files(spec, &[], now_ms).await
+    }
+
+    /// Creates a batch spec together with the files its steps mount, in one transaction, so
+    /// that its resolution (queued in the same transaction) never sees it without them.
+    pub async fn create_batch_spec_with_mount_files(
+        &self,
+        spec: &NewBatchSpec,
+        mount_files: &[NewMountFile],
+        now_ms: i64,
+    ) -> Result<BatchSpec, StoreError> {
         let (namespace_user_id, namespace_org_id) = spec.namespace.columns();
         write_transaction!(self, tx, dialect => {
             let created = sqlx::query_as::<_, BatchSpec>(concat!(
@@ -189,6 +200,19 @@ impl Store {
             .bind(now_ms)
             .fetch_one(&mut **tx)
             .await?;
+            for file in mount_files {
+                sqlx::query(
+                    "INSERT INTO batch_spec_mount_files (batch_spec_id, path, size, modified_at, content) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(created.id)
+                .bind(file.path.clone())
+                .bind(i64::try_from(file.content.len()).unwrap_or(i64::MAX))
+                .bind(file.modified_at)
+                .bind(file.content.clone())
+                .execute(&mut **tx)
+                .await?;
+            }
             if spec.created_from_raw {
                 sqlx::query("INSERT INTO resolution_jobs (batch_spec_id, state, queued_at) VALUES ($1, 'queued', $2)")
                     .bind(created.id)

@@ -494,6 +494,25 @@ async fn batch_specs_resolution_and_changesets(store: Store) {
         b"echo"
     );
 
+    // Created together: the files are there before the resolution job can run.
+    let with_files = store
+        .create_batch_spec_with_mount_files(
+            &NewBatchSpec { rand_id: String::from("w1thf1les"), ..spec.clone() },
+            &[
+                NewMountFile { path: String::from("a.sh"), modified_at: 7, content: b"a".to_vec() },
+                NewMountFile { path: String::from("lib/b.sh"), modified_at: 8, content: b"bb".to_vec() },
+            ],
+            70,
+        )
+        .await
+        .expect("spec with files");
+    let listed = store.list_mount_files(with_files.id).await.expect("list");
+    assert_eq!(
+        listed.iter().map(|file| (file.path.as_str(), file.size, file.modified_at)).collect::<Vec<_>>(),
+        vec![("a.sh", 1, 7), ("lib/b.sh", 2, 8)]
+    );
+    assert!(store.get_resolution_job(with_files.id).await.expect("job").is_some());
+
     let code_host = store
         .create_code_host(
             &NewCodeHost {

@@ -60,6 +60,35 @@ pub struct CreateBatchSpec {
     pub allow_ignored: bool,
     #[serde(default)]
     pub no_cache: bool,
+    /// The files the steps' `mount` entries name, read next to the spec by the client.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mount_files: Vec<UploadedMountFile>,
+}
+
+/// A file a step mounts, uploaded with the spec (Sourcegraph's `batch_spec_workspace_files`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadedMountFile {
+    /// Relative to the spec's folder, `/`-separated (see `Mount::normalized_path`).
+    pub path: String,
+    /// The content, base64 (standard alphabet, padded).
+    pub content_base64: String,
+    /// The file's modification time on the client, in milliseconds since the epoch (part of
+    /// the step cache key, as in Sourcegraph).
+    pub modified_at: i64,
+}
+
+impl UploadedMountFile {
+    pub fn new(path: &str, content: &[u8], modified_at: i64) -> UploadedMountFile {
+        use base64::Engine;
+        UploadedMountFile { path: path.to_owned(), content_base64: base64::engine::general_purpose::STANDARD.encode(content), modified_at }
+    }
+
+    /// The decoded content.
+    pub fn content(&self) -> Result<Vec<u8>, base64::DecodeError> {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.decode(&self.content_base64)
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -67,8 +67,18 @@ pub struct Job {
     /// Files the steps' `mount` entries need: path as written in the spec → download URL.
     #[serde(default)]
     pub mount_files: Vec<MountFile>,
+    /// Container images the server allows (globs; empty allows all). Checked again here
+    /// because templated images are only known once rendered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_images: Vec<String>,
     /// Whole-job time limit.
     pub timeout_seconds: u64,
+}
+
+/// Whether an allow list of image globs (empty allows all) admits `image`; the server checks
+/// images written in the spec, the executor the rendered ones.
+pub fn image_allowed(allowed: &[String], image: &str) -> bool {
+    allowed.is_empty() || allowed.iter().any(|pattern| flotilla_spec::glob::matches(pattern, image).unwrap_or(false))
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,8 +89,14 @@ pub struct Redaction {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MountFile {
+    /// Relative to the spec's folder, as uploaded.
     pub path: String,
+    /// Server-relative URL to download it from with the job token.
     pub url: String,
+    #[serde(default)]
+    pub size: u64,
+    #[serde(default)]
+    pub modified_at: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -105,6 +105,7 @@ pub async fn queue(arguments: BenchQueueArgs) -> anyhow::Result<ExitCode> {
         secrets: Default::default(),
         redactions: Vec::new(),
         mount_files: Vec::new(),
+        allowed_images: Vec::new(),
         timeout_seconds: 0,
     };
     let payload = serde_json::to_value(&payload)?;

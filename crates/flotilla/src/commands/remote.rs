@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use flotilla_wire::api::{BatchSpecStatus, ChangesetSpecInfo, CreateBatchSpec, WorkspaceInfo, WorkspacePage};
+use flotilla_wire::api::{BatchSpecStatus, ChangesetSpecInfo, CreateBatchSpec, UploadedMountFile, WorkspaceInfo, WorkspacePage};
 
 use super::batch::read_spec_source;
 use crate::cli::{PreviewArgs, RemoteArgs, RepositoriesArgs};
@@ -13,15 +13,74 @@ use crate::client::Client;
 /// Uploads the spec after validating it locally (so errors show with the file's name).
 async fn upload(client: &Client, file: &std::path::Path, namespace: Option<String>, allow_ignored: bool, no_cache: bool) -> anyhow::Result<Result<BatchSpecStatus, ExitCode>> {
     let (file_name, source) = read_spec_source(file)?;
-    if let Err(diagnostics) = flotilla_spec::parse_batch_spec(&source) {
-        eprint!("{}", flotilla_spec::render_all(&diagnostics, &file_name, &source));
-        eprintln!("{file_name}: invalid batch spec");
-        return Ok(Err(ExitCode::from(1)));
-    }
+    let validated = match flotilla_spec::parse_batch_spec(&source) {
+        Ok(validated) => validated,
+        Err(diagnostics) => {
+            eprint!("{}", flotilla_spec::render_all(&diagnostics, &file_name, &source));
+            eprintln!("{file_name}: invalid batch spec");
+            return Ok(Err(ExitCode::from(1)));
+        }
+    };
+    let spec_folder = match file.to_str() {
+        Some("-") => std::env::current_dir()?,
+        _ => file.parent().map(std::path::Path::to_path_buf).unwrap_or_default(),
+    };
+    let mount_files = read_mount_files(&validated.spec, &spec_folder)?;
     let created: BatchSpecStatus = client
-        .post("/api/v1/batch-specs", &CreateBatchSpec { spec: source, namespace, allow_ignored, no_cache })
+        .post("/api/v1/batch-specs", &CreateBatchSpec { spec: source, namespace, allow_ignored, no_cache, mount_files })
         .await?;
     Ok(Ok(created))
+}
+
+/// Largest file a step may mount (Sourcegraph's limit; the server may set a lower one).
+const MAX_MOUNT_FILE_BYTES: u64 = 10 << 20;
+
+/// Reads the files and folders the steps mount, relative to the spec's folder, to upload
+/// with the spec: the server hands them to the executors.
+fn read_mount_files(spec: &flotilla_spec::BatchSpec, spec_folder: &std::path::Path) -> anyhow::Result<Vec<UploadedMountFile>> {
+    use anyhow::Context;
+    let mut files: Vec<UploadedMountFile> = Vec::new();
+    for (index, step) in spec.steps.iter().enumerate() {
+        for mount in &step.mount {
+            let relative = mount.normalized_path();
+            let root = spec_folder.join(&relative);
+            let metadata = std::fs::metadata(&root).with_context(|| {
+                format!("step {} mounts `{}`, which does not exist at {} (mount paths are relative to the batch spec file)", index + 1, mount.path, root.display())
+            })?;
+            let mut pending = vec![(root, relative, metadata)];
+            while let Some((path, relative, metadata)) = pending.pop() {
+                if metadata.is_dir() {
+                    for entry in std::fs::read_dir(&path).with_context(|| format!("reading the folder {}", path.display()))? {
+                        let entry = entry.with_context(|| format!("reading the folder {}", path.display()))?;
+                        let name = entry.file_name().to_string_lossy().into_owned();
+                        let child_relative = if relative.is_empty() { name } else { format!("{relative}/{name}") };
+                        let child_metadata = std::fs::metadata(entry.path()).with_context(|| format!("reading {}", entry.path().display()))?;
+                        pending.push((entry.path(), child_relative, child_metadata));
+                    }
+                    continue;
+                }
+                if files.iter().any(|file| file.path == relative) {
+                    continue;
+                }
+                if metadata.len() > MAX_MOUNT_FILE_BYTES {
+                    anyhow::bail!(
+                        "{} is {} bytes; mounted files may be at most {MAX_MOUNT_FILE_BYTES} bytes (put large files into the image instead)",
+                        path.display(),
+                        metadata.len()
+                    );
+                }
+                let content = std::fs::read(&path).with_context(|| format!("reading the mounted file {}", path.display()))?;
+                let modified_at = metadata
+                    .modified()
+                    .ok()
+                    .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |since| i64::try_from(since.as_millis()).unwrap_or(i64::MAX));
+                files.push(UploadedMountFile::new(&relative, &content, modified_at));
+            }
+        }
+    }
+    files.sort_by(|left, right| left.path.cmp(&right.path));
+    Ok(files)
 }
 
 /// Polls until resolution and execution are over, printing progress to stderr.
@@ -171,7 +230,7 @@ pub async fn repositories(arguments: RepositoriesArgs) -> anyhow::Result<ExitCod
         return Ok(ExitCode::from(1));
     }
     let workspaces: Vec<serde_json::Value> = client
-        .post("/api/v1/batch-specs/resolve", &CreateBatchSpec { spec: source, namespace: None, allow_ignored: false, no_cache: false })
+        .post("/api/v1/batch-specs/resolve", &CreateBatchSpec { spec: source, namespace: None, allow_ignored: false, no_cache: false, mount_files: Vec::new() })
         .await?;
     if arguments.json {
         println!("{}", serde_json::to_string_pretty(&workspaces)?);

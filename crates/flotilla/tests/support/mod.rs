@@ -184,3 +184,21 @@ pub fn http_request(url: &str, method: &str, path: &str, authorization: Option<&
     let status = head.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
     (status, body.to_owned())
 }
+
+/// Whether podman runs here, with the test image `alpine:3` built from local files. Without
+/// podman it fails when FLOTILLA_REQUIRE_ALL_TOOLS is set (as CI sets it), else says what did
+/// not run.
+pub fn podman_ready(what: &str) -> bool {
+    let present = Command::new("podman").arg("--version").output().is_ok_and(|output| output.status.success());
+    if !present {
+        assert!(
+            std::env::var_os("FLOTILLA_REQUIRE_ALL_TOOLS").is_none(),
+            "podman is required (FLOTILLA_REQUIRE_ALL_TOOLS is set): apt-get install podman runc"
+        );
+        eprintln!("NOTICE: podman unavailable; {what} did not run");
+        return false;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/build-test-image");
+    assert!(Command::new("bash").arg(script).status().expect("build test image").success(), "building the test image failed");
+    true
+}
