@@ -90,6 +90,13 @@ fn thirty_workspaces_over_three_executors_survive_a_killed_executor() {
     repositories.dedup();
     assert_eq!(specs.len(), 30, "one changeset spec per workspace, none twice");
     assert_eq!(repositories.len(), 30);
+
+    // The metrics an autoscaler and dashboards read agree.
+    let (code, metrics) = support::http_request(&url, "GET", "/metrics", None, None);
+    assert_eq!(code, 200);
+    for line in ["flotilla_queue_depth 0", "flotilla_jobs{state=\"completed\"} 30", "flotilla_job_duration_seconds_count{outcome=\"completed\"} 30"] {
+        assert!(metrics.lines().any(|metric| metric == line), "missing `{line}` in\n{metrics}");
+    }
     drop(executors);
 }
 

@@ -7,7 +7,6 @@
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use flotilla_store::{
@@ -27,7 +26,7 @@ use crate::secrets_crypto::hash_token;
 pub fn router(state: SharedState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(crate::metrics::metrics))
         .route("/api/v1/code-hosts", get(list_code_hosts).post(create_code_host))
         .route("/api/v1/repositories", get(list_repositories))
         .route("/api/v1/repositories/sync", post(sync_repositories))
@@ -430,29 +429,6 @@ async fn job_logs(State(state): State<SharedState>, headers: HeaderMap, Path(id)
 
 /// Prometheus text: queue depth (what an autoscaler scales executors on), jobs by state,
 /// executors seen in the last minute.
-async fn metrics(State(state): State<SharedState>) -> ApiResult<Response> {
-    let depth = state.store.queue_depth().await?;
-    let counts = state.store.jobs_by_state().await?;
-    let executors = state.store.list_executors(Clock::now_ms() - 60_000).await?.len();
-    let mut text = String::new();
-    text.push_str("# HELP flotilla_queue_depth Workspace jobs waiting for an executor.\n# TYPE flotilla_queue_depth gauge\n");
-    text.push_str(&format!("flotilla_queue_depth {depth}\n"));
-    text.push_str("# HELP flotilla_jobs Workspace jobs by state.\n# TYPE flotilla_jobs gauge\n");
-    for (name, value) in [
-        ("queued", counts.queued),
-        ("processing", counts.processing),
-        ("canceling", counts.canceling),
-        ("completed", counts.completed),
-        ("failed", counts.failed),
-        ("canceled", counts.canceled),
-    ] {
-        text.push_str(&format!("flotilla_jobs{{state=\"{name}\"}} {value}\n"));
-    }
-    text.push_str("# HELP flotilla_executors_alive Executors that sent a heartbeat in the last minute.\n# TYPE flotilla_executors_alive gauge\n");
-    text.push_str(&format!("flotilla_executors_alive {executors}\n"));
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -285,6 +285,7 @@ async fn complete(
     let result_json = serde_json::to_value(&result).map_err(|error| ApiError::bad_request(format!("unreadable result: {error}")))?;
     match state.store.complete_job(job.id, &executor, &result_json, now).await? {
         CompletionOutcome::Applied { .. } => {
+            state.job_durations.observe_job("completed", job.started_at);
             crate::changeset_specs::store_for_job(&state, &job, &result, specs).await?;
             Ok(StatusCode::NO_CONTENT)
         }
@@ -317,7 +318,10 @@ async fn fail(
     }
     let message = if failure.infrastructure && failure_is_final_after_retries(&job) { format!("{message} (after {INFRASTRUCTURE_ATTEMPTS} attempts)") } else { message };
     match state.store.fail_job(job.id, &executor, &message, Clock::now_ms()).await? {
-        CompletionOutcome::Applied { .. } => Ok(StatusCode::NO_CONTENT),
+        CompletionOutcome::Applied { .. } => {
+            state.job_durations.observe_job("failed", job.started_at);
+            Ok(StatusCode::NO_CONTENT)
+        }
         CompletionOutcome::Ignored { .. } => Err(ApiError::conflict("the job was already finished or given to another executor")),
     }
 }

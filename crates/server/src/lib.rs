@@ -17,6 +17,7 @@ pub mod changeset_specs;
 pub mod error;
 pub mod executor_api;
 pub mod janitor;
+pub mod metrics;
 pub mod mirrors;
 pub mod resolution;
 pub mod secrets;
@@ -99,6 +100,8 @@ pub struct AppState {
     /// One lock per repository, so a background sync and a requested one never clone or
     /// fetch the same mirror at once.
     pub mirror_locks: std::sync::Mutex<std::collections::HashMap<flotilla_store::RepositoryId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Durations of the jobs this process saw finish (for `/metrics`).
+    pub job_durations: metrics::JobDurations,
     /// When each executor was last recorded from a dequeue (see `executor_api`).
     pub executors_seen: std::sync::Mutex<std::collections::HashMap<String, i64>>,
 }
@@ -149,6 +152,7 @@ pub async fn start(config: ServerConfig, store: Store) -> anyhow::Result<Running
         jobs_queued: Notify::new(),
         resolution_requested: Notify::new(),
         sync_requested: Notify::new(),
+        job_durations: metrics::JobDurations::default(),
         mirror_locks: std::sync::Mutex::new(std::collections::HashMap::new()),
         executors_seen: std::sync::Mutex::new(std::collections::HashMap::new()),
     });
