@@ -363,7 +363,9 @@ pub enum BatchCommand {
     /// changeset specs (the pull requests apply would open).
     ///
     /// Exit status: 0 when every workspace completed, 3 when some failed (they are listed
-    /// with their error), 1 when the spec is invalid or cannot be resolved.
+    /// with their error), 4 when the changeset specs cannot be applied as they are (e.g. two
+    /// workspaces of one repository push to the same branch), 1 when the spec is invalid or
+    /// cannot be resolved.
     ///
     /// Examples:
     ///   flotilla batch preview -f hello.batch.yaml

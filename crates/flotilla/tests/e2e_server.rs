@@ -145,6 +145,25 @@ fn add_code_host_and_preview(url: &str, token: &str, repos: &Path, work: &Path) 
     assert!(diff.contains("+++ greeting.txt") && diff.contains("+hello from local/alpha"), "{diff}");
     let api = specs.iter().find(|spec| spec["headRef"] == "refs/heads/batch/hello-api").expect("api spec");
     assert!(api["diff"].as_str().expect("diff").contains("+++ api/greeting.txt"), "the step ran in the workspace folder");
+
+    // Two workspaces of one repository pushing to one branch cannot be applied: said, with
+    // exit status 4.
+    let same_branch = work.join("same-branch.batch.yaml");
+    std::fs::write(
+        &same_branch,
+        "name: same-branch\non:\n  - repository: local/mono\nworkspaces:\n  - rootAtLocationOf: go.mod\n    in: local/mono\nsteps:\n  - run: echo x >> notes.txt\n    container: alpine:3\nchangesetTemplate:\n  title: t\n  branch: batch/same\n  commit:\n    message: m\n",
+    )
+    .expect("write spec");
+    let mut preview = flotilla();
+    preview.args(["batch", "preview", "--json", "-f"]).arg(&same_branch);
+    with_server(&mut preview);
+    let output = preview.output().expect("batch preview");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(4), "{stderr}");
+    let document: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let problem = "2 changeset specs in local/mono use the same branch: refs/heads/batch/same";
+    assert!(document["problems"][0].as_str().is_some_and(|text| text.starts_with(problem)), "{document}");
+    assert!(stderr.contains(problem), "{stderr}");
 }
 
 /// Starts `flotilla up` with the process runtime; returns (process, URL, admin token).

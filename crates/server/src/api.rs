@@ -249,6 +249,21 @@ async fn batch_spec_status(state: &SharedState, row: &flotilla_store::BatchSpec)
     let counts = state.store.job_counts_by_state(row.id).await?;
     let workspaces = state.store.count_workspaces(row.id).await?;
     let changeset_specs = state.store.count_changeset_specs(row.id).await?;
+    let problems = if changeset_specs > 1 {
+        state
+            .store
+            .duplicate_head_refs(row.id)
+            .await?
+            .into_iter()
+            .map(|(repository, head_ref, count)| {
+                format!(
+                    "{count} changeset specs in {repository} use the same branch: {head_ref} (give each workspace its own branch, e.g. `branch: my-change-${{{{ steps.path }}}}`)"
+                )
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let jobs = JobCounts {
         queued: counts.queued,
         processing: counts.processing,
@@ -273,6 +288,7 @@ async fn batch_spec_status(state: &SharedState, row: &flotilla_store::BatchSpec)
         workspaces,
         jobs,
         changeset_specs,
+        problems,
     })
 }
 

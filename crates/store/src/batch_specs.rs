@@ -625,6 +625,21 @@ impl Store {
         })
     }
 
+    /// Head refs that several changeset specs of a batch spec push to in one repository:
+    /// (repository name, head ref, how many), which Sourcegraph refuses to apply.
+    pub async fn duplicate_head_refs(&self, batch_spec_id: BatchSpecId) -> Result<Vec<(String, String, i64)>, StoreError> {
+        on_pool!(self, pool, dialect => {
+            Ok(sqlx::query_as::<_, (String, String, i64)>(
+                "SELECT r.name, c.head_ref, COUNT(*) FROM changeset_specs c JOIN repositories r ON r.id = c.repository_id \
+                 WHERE c.batch_spec_id = $1 AND c.head_ref IS NOT NULL \
+                 GROUP BY r.name, c.head_ref HAVING COUNT(*) > 1 ORDER BY r.name, c.head_ref",
+            )
+            .bind(batch_spec_id)
+            .fetch_all(pool)
+            .await?)
+        })
+    }
+
     /// Records which changeset specs a workspace's execution produced.
     pub async fn set_workspace_changeset_specs(
         &self,

@@ -115,6 +115,10 @@ pub struct BatchSpecStatus {
     pub workspaces: i64,
     pub jobs: JobCounts,
     pub changeset_specs: i64,
+    /// Why the changeset specs cannot be applied as they are (e.g. two in one repository
+    /// push to the same branch); empty when they can.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

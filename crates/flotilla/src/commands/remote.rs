@@ -162,6 +162,7 @@ pub async fn preview(arguments: PreviewArgs) -> anyhow::Result<ExitCode> {
             "batchSpec": created.id,
             "url": url,
             "state": status.state,
+            "problems": status.problems,
             "workspaces": workspaces.iter().map(|workspace| serde_json::json!({
                 "repository": workspace.repository,
                 "branch": workspace.branch,
@@ -205,7 +206,16 @@ pub async fn preview(arguments: PreviewArgs) -> anyhow::Result<ExitCode> {
             println!("    {}", spec.title);
         }
     }
-    Ok(if failed > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
+    for problem in &status.problems {
+        eprintln!("error: {problem}");
+    }
+    Ok(if failed > 0 {
+        ExitCode::from(3)
+    } else if !status.problems.is_empty() {
+        ExitCode::from(4)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 pub async fn remote(arguments: RemoteArgs) -> anyhow::Result<ExitCode> {
