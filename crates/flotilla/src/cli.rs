@@ -69,11 +69,17 @@ pub enum Command {
     Tokens(TokensCommand),
 
     /// Manage users (site admins) and your password.
-    #[command(subcommand)]
+    ///
+    /// Example:
+    ///   printf %s "$PASSWORD" | flotilla users create alice --email alice@example.com --password-stdin
+    #[command(subcommand, verbatim_doc_comment)]
     Users(UsersCommand),
 
     /// Manage organizations and their members: a shared namespace for batch specs and secrets.
-    #[command(subcommand)]
+    ///
+    /// Example:
+    ///   flotilla orgs create platform && flotilla orgs add-member platform alice
+    #[command(subcommand, verbatim_doc_comment)]
     Orgs(OrgsCommand),
 
     /// Show who did what, newest first (site admins).

@@ -281,3 +281,26 @@ fn restricted_code_hosts_hide_their_repositories_and_only_administrators_change_
         assert!(actions.iter().any(|action| action == expected), "{expected:?} not in {actions:#?}");
     }
 }
+
+#[test]
+fn every_accounts_command_teaches_with_an_example() {
+    for command in [
+        &["users"][..],
+        &["users", "create"],
+        &["users", "list"],
+        &["users", "set-password"],
+        &["orgs"],
+        &["orgs", "create"],
+        &["orgs", "list"],
+        &["orgs", "members"],
+        &["orgs", "add-member"],
+        &["orgs", "remove-member"],
+        &["orgs", "set"],
+        &["codehost", "restrict"],
+        &["audit-log"],
+    ] {
+        let output = flotilla().args(command).arg("--help").output().expect("run flotilla");
+        let help = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success() && help.contains("Example") && help.contains("flotilla "), "{command:?} --help shows no example:\n{help}");
+    }
+}

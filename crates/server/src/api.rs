@@ -302,7 +302,7 @@ async fn resolve_batch_spec(State(state): State<SharedState>, headers: HeaderMap
 
 /// Loads a batch spec by its public id. Every signed-in user may read every batch spec (as in
 /// Sourcegraph); what it shows of repositories they cannot read is filtered by the callers.
-async fn visible_batch_spec(state: &SharedState, _caller: &AuthenticatedToken, id: &str) -> ApiResult<flotilla_store::BatchSpec> {
+async fn batch_spec_by_id(state: &SharedState, id: &str) -> ApiResult<flotilla_store::BatchSpec> {
     state.store.get_batch_spec_by_rand_id(id).await.map_err(|_| ApiError::not_found(format!("no batch spec {id}; check the id `flotilla batch remote` printed")))
 }
 
@@ -363,13 +363,13 @@ fn overall_state(resolution: Option<ResolutionState>, jobs: &JobCounts) -> &'sta
 
 async fn get_batch_spec(State(state): State<SharedState>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<Json<BatchSpecStatus>> {
     let caller = authenticate(&state, &headers).await?;
-    let row = visible_batch_spec(&state, &caller, &id).await?;
+    let row = batch_spec_by_id(&state, &id).await?;
     Ok(Json(batch_spec_status(&state, &row).await?))
 }
 
 async fn list_workspaces(State(state): State<SharedState>, headers: HeaderMap, Path(id): Path<String>, Query(page): Query<PageQuery>) -> ApiResult<Json<WorkspacePage>> {
     let caller = authenticate(&state, &headers).await?;
-    let row = visible_batch_spec(&state, &caller, &id).await?;
+    let row = batch_spec_by_id(&state, &id).await?;
     let filter = match page.state.as_deref() {
         None | Some("") | Some("all") => WorkspaceJobFilter::All,
         Some(name) => WorkspaceJobFilter::JobState(
@@ -417,7 +417,7 @@ async fn list_workspaces(State(state): State<SharedState>, headers: HeaderMap, P
 
 async fn list_changeset_specs(State(state): State<SharedState>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<Json<Vec<ChangesetSpecInfo>>> {
     let caller = authenticate(&state, &headers).await?;
-    let row = visible_batch_spec(&state, &caller, &id).await?;
+    let row = batch_spec_by_id(&state, &id).await?;
     let specs = state.store.list_changeset_specs(row.id, None, 100_000).await?;
     let mut visibility = RepositoryVisibility::for_caller(&state, &caller).await?;
     let mut names = std::collections::HashMap::new();
@@ -448,7 +448,7 @@ async fn list_changeset_specs(State(state): State<SharedState>, headers: HeaderM
 
 async fn cancel_batch_spec(State(state): State<SharedState>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<Json<BatchSpecStatus>> {
     let caller = authenticate(&state, &headers).await?;
-    let row = visible_batch_spec(&state, &caller, &id).await?;
+    let row = batch_spec_by_id(&state, &id).await?;
     require_can_administer(&state, &caller, &row).await?;
     state.store.cancel_batch_spec_jobs(row.id, Clock::now_ms()).await?;
     crate::audit::record(&state, caller.user.id, "batch_spec.cancel", "batch_spec", &row.rand_id, serde_json::json!({})).await?;
@@ -466,7 +466,7 @@ struct RetryRequest {
 
 async fn retry_batch_spec(State(state): State<SharedState>, headers: HeaderMap, Path(id): Path<String>, Json(request): Json<RetryRequest>) -> ApiResult<Json<BatchSpecStatus>> {
     let caller = authenticate(&state, &headers).await?;
-    let row = visible_batch_spec(&state, &caller, &id).await?;
+    let row = batch_spec_by_id(&state, &id).await?;
     require_can_administer(&state, &caller, &row).await?;
     let now = Clock::now_ms();
     let details = serde_json::json!({ "includeCompleted": request.include_completed, "workspaces": request.workspaces });
