@@ -362,7 +362,7 @@ fn overall_state(resolution: Option<ResolutionState>, jobs: &JobCounts) -> &'sta
 }
 
 async fn get_batch_spec(State(state): State<SharedState>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<Json<BatchSpecStatus>> {
-    let caller = authenticate(&state, &headers).await?;
+    authenticate(&state, &headers).await?;
     let row = batch_spec_by_id(&state, &id).await?;
     Ok(Json(batch_spec_status(&state, &row).await?))
 }
