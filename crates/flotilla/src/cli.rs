@@ -68,6 +68,28 @@ pub enum Command {
     #[command(subcommand)]
     Tokens(TokensCommand),
 
+    /// Manage users (site admins) and your password.
+    ///
+    /// Example:
+    ///   printf %s "$PASSWORD" | flotilla users create alice --email alice@example.com --password-stdin
+    #[command(subcommand, verbatim_doc_comment)]
+    Users(UsersCommand),
+
+    /// Manage organizations and their members: a shared namespace for batch specs and secrets.
+    ///
+    /// Example:
+    ///   flotilla orgs create platform && flotilla orgs add-member platform alice
+    #[command(subcommand, verbatim_doc_comment)]
+    Orgs(OrgsCommand),
+
+    /// Show who did what, newest first (site admins).
+    ///
+    /// Examples:
+    ///   flotilla audit-log
+    ///   flotilla audit-log --limit 20 --json
+    #[command(verbatim_doc_comment)]
+    AuditLog(AuditLogArgs),
+
     /// Measure Flotilla on this machine (figures for BENCHMARKS.md).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -94,6 +116,160 @@ pub struct BenchQueueArgs {
     /// `postgres://...` to measure PostgreSQL (use a database you can throw away).
     #[arg(long)]
     pub database_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create a user (site admins). With --password-stdin the password is read from standard
+    /// input, so it never shows in the shell history; without it the user cannot sign in to
+    /// the web interface until a password is set.
+    ///
+    /// Examples:
+    ///   flotilla users create alice --email alice@example.com
+    ///   printf %s "$PASSWORD" | flotilla users create bob --password-stdin
+    ///   flotilla users create carol --site-admin
+    #[command(verbatim_doc_comment)]
+    Create(UserCreateArgs),
+    /// List users (site admins).
+    ///
+    /// Example:
+    ///   flotilla users list --json
+    #[command(verbatim_doc_comment)]
+    List(JsonFlag),
+    /// Set a user's web sign-in password, read from standard input (your own, or anyone's as a
+    /// site admin). At least 12 characters.
+    ///
+    /// Example:
+    ///   printf %s "$NEW_PASSWORD" | flotilla users set-password alice
+    #[command(verbatim_doc_comment)]
+    SetPassword(UserNameArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UserCreateArgs {
+    /// The user's name: letters, digits, `-`, `_` or `.`.
+    pub username: String,
+    #[arg(long)]
+    pub email: Option<String>,
+    #[arg(long)]
+    pub display_name: Option<String>,
+    /// Read a web sign-in password from standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Make the user a site admin.
+    #[arg(long)]
+    pub site_admin: bool,
+    #[command(flatten)]
+    pub connection: ServerConnection,
+}
+
+#[derive(Debug, Args)]
+pub struct UserNameArgs {
+    pub username: String,
+    #[command(flatten)]
+    pub connection: ServerConnection,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrgsCommand {
+    /// Create an organization; you become its first admin.
+    ///
+    /// Examples:
+    ///   flotilla orgs create platform
+    ///   flotilla orgs create security --members-can-administer false
+    #[command(verbatim_doc_comment)]
+    Create(OrgCreateArgs),
+    /// List organizations, with your role in each.
+    ///
+    /// Example:
+    ///   flotilla orgs list --json
+    #[command(verbatim_doc_comment)]
+    List(JsonFlag),
+    /// List an organization's members and their roles (members and site admins).
+    ///
+    /// Example:
+    ///   flotilla orgs members platform
+    #[command(verbatim_doc_comment)]
+    Members(OrgNameArgs),
+    /// Add a member or change their role (org admins and site admins).
+    ///
+    /// Examples:
+    ///   flotilla orgs add-member platform alice
+    ///   flotilla orgs add-member platform bob --role admin
+    #[command(verbatim_doc_comment)]
+    AddMember(OrgMemberArgs),
+    /// Remove a member (org admins and site admins; anyone may remove themselves).
+    ///
+    /// Example:
+    ///   flotilla orgs remove-member platform alice
+    #[command(verbatim_doc_comment)]
+    RemoveMember(OrgMemberArgs),
+    /// Change an organization's settings (org admins and site admins).
+    ///
+    /// Example:
+    ///   flotilla orgs set platform --members-can-administer false   # only admins change its batch specs
+    #[command(verbatim_doc_comment)]
+    Set(OrgSetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OrgCreateArgs {
+    pub name: String,
+    #[arg(long)]
+    pub display_name: Option<String>,
+    /// Whether every member may cancel and retry the org's batch specs, or only its admins.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "true|false")]
+    pub members_can_administer: bool,
+    #[command(flatten)]
+    pub connection: ServerConnection,
+}
+
+#[derive(Debug, Args)]
+pub struct OrgNameArgs {
+    pub name: String,
+    /// Print JSON on standard output.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub connection: ServerConnection,
+}
+
+#[derive(Debug, Args)]
+pub struct OrgMemberArgs {
+    /// The organization.
+    pub org: String,
+    /// The user.
+    pub username: String,
+    /// `member` or `admin` (add-member only).
+    #[arg(long, default_value = "member")]
+    pub role: String,
+    #[command(flatten)]
+    pub connection: ServerConnection,
+}
+
+#[derive(Debug, Args)]
+pub struct OrgSetArgs {
+    pub name: String,
+    /// Whether every member may cancel and retry the org's batch specs, or only its admins.
+    #[arg(long, action = clap::ArgAction::Set, value_name = "true|false")]
+    pub members_can_administer: bool,
+    #[command(flatten)]
+    pub connection: ServerConnection,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditLogArgs {
+    /// How many events to show.
+    #[arg(long, default_value_t = 100)]
+    pub limit: i64,
+    /// Show events older than this event id (the `next` of a previous --json page).
+    #[arg(long)]
+    pub before: Option<i64>,
+    /// Print JSON on standard output.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub connection: ServerConnection,
 }
 
 #[derive(Debug, Subcommand)]
@@ -282,8 +458,33 @@ pub enum CodehostCommand {
     ///   flotilla codehost add --kind git-urls --name mirror --urls https://example.com/a.git,https://example.com/b.git
     #[command(verbatim_doc_comment)]
     Add(CodehostAddArgs),
-    /// List code host connections.
+    /// List code host connections (those whose repositories you may read).
     List(JsonFlag),
+    /// Choose who may read a code host connection's repositories (site admins). Everyone else
+    /// no longer sees them: not in `repos list`, not in batch spec resolution or results.
+    ///
+    /// Examples:
+    ///   flotilla codehost restrict internal --org security --user alice
+    ///   flotilla codehost restrict internal --everyone
+    #[command(verbatim_doc_comment)]
+    Restrict(CodehostRestrictArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CodehostRestrictArgs {
+    /// The code host connection's name (see `flotilla codehost list`).
+    pub name: String,
+    /// A user who may read it (repeatable).
+    #[arg(long = "user", value_name = "USER")]
+    pub users: Vec<String>,
+    /// An organization whose members may read it (repeatable).
+    #[arg(long = "org", value_name = "ORG")]
+    pub orgs: Vec<String>,
+    /// Open it to everyone signed in again.
+    #[arg(long, conflicts_with_all = ["users", "orgs"])]
+    pub everyone: bool,
+    #[command(flatten)]
+    pub connection: ServerConnection,
 }
 
 #[derive(Debug, Args)]

@@ -48,6 +48,17 @@ impl Client {
         self.send(request, path).await
     }
 
+    pub async fn patch<Body: Serialize, Response: DeserializeOwned>(&self, path: &str, body: &Body) -> anyhow::Result<Response> {
+        let request = self.http.patch(format!("{}{path}", self.base_url)).json(body);
+        self.send(request, path).await
+    }
+
+    /// PUT that expects no body back.
+    pub async fn put_empty<Body: Serialize>(&self, path: &str, body: &Body) -> anyhow::Result<()> {
+        let request = self.http.put(format!("{}{path}", self.base_url)).json(body);
+        self.execute(request, path).await.map(drop)
+    }
+
     pub async fn delete(&self, path: &str) -> anyhow::Result<()> {
         let request = self.http.delete(format!("{}{path}", self.base_url));
         self.execute(request, path).await.map(drop)

@@ -1,17 +1,19 @@
 //! The user API (`/api/v1/...`): code hosts and repositories, batch specs, workspaces, logs,
 //! changeset specs, and `/metrics`.
 //!
-//! Every route but `/metrics` and `/healthz` needs an access token
-//! (`Authorization: token <t>`). Executor and job tokens are refused here: they only reach
-//! the executor API. A batch spec is visible to its creator and to site admins.
+//! Every route but `/metrics`, `/healthz` and sign-in needs an access token
+//! (`Authorization: token <t>`) or a web session cookie. Executor and job tokens are refused
+//! here: they only reach the executor API. Who may read and change what is decided in
+//! [`crate::access`]: any signed-in user reads batch specs, only their administrators change
+//! them, and repositories behind a restricted code host are invisible to everyone else.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use flotilla_store::{
-    AuthenticatedToken, Clock, CodeHostKind, JobId, JobState, Namespace, NewBatchSpec, NewCodeHost,
-    ResolutionState, TokenScope, WorkspaceId, WorkspaceJobFilter,
+    AuthenticatedToken, Clock, CodeHostId, CodeHostKind, JobId, JobState, Namespace, NewBatchSpec, NewCodeHost,
+    ResolutionState, WorkspaceId, WorkspaceJobFilter,
 };
 use flotilla_wire::api::{
     BatchSpecStatus, ChangesetSpecInfo, CodeHostInfo, CreateBatchSpec, CreateCodeHost, JobCounts, LogEntryInfo, RepositoryInfo,
@@ -20,6 +22,7 @@ use flotilla_wire::api::{
 use serde::Deserialize;
 
 use crate::SharedState;
+use crate::access::{CodeHostAccess, RepositoryVisibility, is_site_admin, require_can_administer, require_site_admin};
 use crate::error::{ApiError, ApiResult};
 use crate::secrets_crypto::hash_token;
 
@@ -28,6 +31,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(crate::metrics::metrics))
         .route("/api/v1/code-hosts", get(list_code_hosts).post(create_code_host))
+        .route("/api/v1/code-hosts/{id}/access", axum::routing::put(restrict_code_host))
         .route("/api/v1/repositories", get(list_repositories))
         .route("/api/v1/repositories/sync", post(sync_repositories))
         .route("/api/v1/batch-specs", post(create_batch_spec))
@@ -47,35 +51,94 @@ pub fn router(state: SharedState) -> Router {
         .with_state(state)
 }
 
-/// The caller, from their access token.
+/// The caller, from their access token (`Authorization` header) or, when there is no such
+/// header, the web session cookie.
 pub(crate) async fn authenticate(state: &SharedState, headers: &HeaderMap) -> ApiResult<AuthenticatedToken> {
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .ok_or_else(|| ApiError::unauthorized("sign in: send `Authorization: token <access token>` (set FLOTILLA_TOKEN for the CLI)"))?;
-    let token = value
-        .strip_prefix("token ")
-        .or_else(|| value.strip_prefix("Bearer "))
-        .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `token <access token>`"))?;
+    let token = match headers.get(header::AUTHORIZATION) {
+        Some(value) => {
+            let value = value.to_str().map_err(|_| ApiError::unauthorized("the Authorization header must be `token <access token>`"))?;
+            value
+                .strip_prefix("token ")
+                .or_else(|| value.strip_prefix("Bearer "))
+                .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `token <access token>`"))?
+                .trim()
+                .to_owned()
+        }
+        None => session_cookie(headers).ok_or_else(|| {
+            ApiError::unauthorized("sign in: send `Authorization: token <access token>` (set FLOTILLA_TOKEN for the CLI) or sign in with POST /api/v1/sessions")
+        })?,
+    };
     state
         .store
-        .lookup_access_token(&hash_token(token.trim()), Clock::now_ms())
+        .lookup_access_token(&hash_token(&token), Clock::now_ms())
         .await?
-        .ok_or_else(|| ApiError::unauthorized("unknown or revoked access token"))
+        .ok_or_else(|| ApiError::unauthorized("unknown, expired or revoked access token; create a new one with `flotilla tokens create` or sign in again"))
 }
 
-fn require_site_admin(caller: &AuthenticatedToken) -> ApiResult<()> {
-    if caller.user.site_admin && caller.scope == TokenScope::SiteAdmin {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden("this needs a site admin token"))
-    }
+/// The value of the `flotilla_session` cookie, if the request has one.
+fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == crate::accounts::SESSION_COOKIE)
+        .map(|(_, value)| value.trim().to_owned())
+        .filter(|value| !value.is_empty())
 }
 
+/// The code hosts whose repositories the caller may read.
 async fn list_code_hosts(State(state): State<SharedState>, headers: HeaderMap) -> ApiResult<Json<Vec<CodeHostInfo>>> {
-    authenticate(&state, &headers).await?;
+    let caller = authenticate(&state, &headers).await?;
+    let visibility = RepositoryVisibility::for_caller(&state, &caller).await?;
     let hosts = state.store.list_code_hosts().await?;
-    Ok(Json(hosts.into_iter().map(|host| CodeHostInfo { id: host.id.0, kind: host.kind.as_str().to_owned(), name: host.name, url: host.url }).collect()))
+    Ok(Json(
+        hosts
+            .into_iter()
+            .filter(|host| visibility.can_read_host(host.id))
+            .map(|host| CodeHostInfo { id: host.id.0, kind: host.kind.as_str().to_owned(), name: host.name, url: host.url })
+            .collect(),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CodeHostAccessRequest {
+    #[serde(default)]
+    users: Vec<String>,
+    #[serde(default)]
+    orgs: Vec<String>,
+}
+
+#[derive(serde::Serialize)]
+struct CodeHostAccessInfo {
+    name: String,
+    /// True when everyone signed in may read the host's repositories.
+    everyone: bool,
+    users: Vec<String>,
+    orgs: Vec<String>,
+}
+
+/// Restricts who may read a code host's repositories; both lists empty opens it to everyone.
+async fn restrict_code_host(State(state): State<SharedState>, headers: HeaderMap, Path(id): Path<i64>, Json(request): Json<CodeHostAccessRequest>) -> ApiResult<Json<CodeHostAccessInfo>> {
+    let caller = authenticate(&state, &headers).await?;
+    require_site_admin(&caller)?;
+    let host = state.store.get_code_host(CodeHostId(id)).await.map_err(|_| ApiError::not_found(format!("no code host {id}; see `flotilla codehost list`")))?;
+    let mut access = CodeHostAccess::default();
+    for name in &request.users {
+        let user = state.store.get_user_by_username(name).await?.ok_or_else(|| ApiError::bad_request(format!("no user named {name}; see `flotilla users list`")))?;
+        access.users.push(user.id);
+    }
+    for name in &request.orgs {
+        let org = state.store.get_org_by_name(name).await?.ok_or_else(|| ApiError::bad_request(format!("no organization named {name}; see `flotilla orgs list`")))?;
+        access.orgs.push(org.id);
+    }
+    let everyone = access.users.is_empty() && access.orgs.is_empty();
+    let document = if everyone { None } else { Some(serde_json::to_value(&access).map_err(|error| ApiError::internal(error.to_string()))?) };
+    state.store.set_code_host_restriction(host.id, document.as_ref()).await?;
+    crate::audit::record(&state, caller.user.id, "code_host.restrict", "code_host", &host.name, serde_json::json!({ "users": request.users, "orgs": request.orgs })).await?;
+    Ok(Json(CodeHostAccessInfo { name: host.name, everyone, users: request.users, orgs: request.orgs }))
 }
 
 async fn create_code_host(State(state): State<SharedState>, headers: HeaderMap, Json(request): Json<CreateCodeHost>) -> ApiResult<(StatusCode, Json<CodeHostInfo>)> {
@@ -108,6 +171,7 @@ async fn create_code_host(State(state): State<SharedState>, headers: HeaderMap, 
             Clock::now_ms(),
         )
         .await?;
+    crate::audit::record(&state, caller.user.id, "code_host.create", "code_host", &created.name, serde_json::json!({ "kind": created.kind.as_str() })).await?;
     state.sync_requested.notify_one();
     Ok((StatusCode::CREATED, Json(CodeHostInfo { id: created.id.0, kind: created.kind.as_str().to_owned(), name: created.name, url: created.url })))
 }
@@ -119,10 +183,25 @@ struct PageQuery {
     state: Option<String>,
 }
 
+/// The repositories the caller may read, by name, `limit` at a time after `after`.
 async fn list_repositories(State(state): State<SharedState>, headers: HeaderMap, Query(page): Query<PageQuery>) -> ApiResult<Json<Vec<RepositoryInfo>>> {
-    authenticate(&state, &headers).await?;
+    let caller = authenticate(&state, &headers).await?;
+    let visibility = RepositoryVisibility::for_caller(&state, &caller).await?;
     let limit = page.limit.unwrap_or(1000).clamp(1, 10_000);
-    let repositories = state.store.list_repositories(page.after.as_deref(), limit).await?;
+    // Unreadable repositories are skipped, so a page is filled from as many store pages as it
+    // takes; a short page still means the end.
+    let mut repositories = Vec::new();
+    let mut after = page.after.clone();
+    loop {
+        let batch = state.store.list_repositories(after.as_deref(), limit).await?;
+        let exhausted = (batch.len() as i64) < limit;
+        after = batch.last().map(|repository| repository.name.clone());
+        repositories.extend(batch.into_iter().filter(|repository| visibility.can_read(repository)));
+        if exhausted || repositories.len() as i64 >= limit {
+            break;
+        }
+    }
+    repositories.truncate(limit as usize);
     Ok(Json(
         repositories
             .into_iter()
@@ -143,7 +222,7 @@ async fn sync_repositories(State(state): State<SharedState>, headers: HeaderMap,
     require_site_admin(&caller)?;
     match (&request.name, request.wait) {
         (Some(name), _) => {
-            let repository = state.store.get_repository_by_name(name).await?.ok_or_else(|| ApiError::not_found(format!("unknown repository {name}")))?;
+            let repository = state.store.get_repository_by_name(name).await?.ok_or_else(|| ApiError::not_found(format!("unknown repository {name}; see `flotilla repos list`")))?;
             crate::mirrors::sync_repository(&state, &repository).await;
             Ok(StatusCode::NO_CONTENT)
         }
@@ -180,8 +259,8 @@ async fn create_batch_spec(State(state): State<SharedState>, headers: HeaderMap,
         Some(name) => {
             let org = state.store.get_org_by_name(name).await?.ok_or_else(|| ApiError::not_found(format!("no user or organisation named {name}")))?;
             let member = state.store.get_org_role(org.id, caller.user.id).await?.is_some();
-            if !member && !caller.user.site_admin {
-                return Err(ApiError::forbidden(format!("you are not a member of {name}")));
+            if !member && !is_site_admin(&caller) {
+                return Err(ApiError::forbidden(format!("you are not a member of {name}; ask an admin of {name} to add you, or leave out --namespace")));
             }
             Namespace::Org(org.id)
         }
@@ -215,6 +294,7 @@ async fn create_batch_spec(State(state): State<SharedState>, headers: HeaderMap,
             Clock::now_ms(),
         )
         .await?;
+    crate::audit::record(&state, caller.user.id, "batch_spec.create", "batch_spec", &row.rand_id, serde_json::json!({ "name": row.name })).await?;
     state.resolution_requested.notify_one();
     let status = batch_spec_status(&state, &row).await?;
     Ok((StatusCode::CREATED, Json(status)))
@@ -222,26 +302,19 @@ async fn create_batch_spec(State(state): State<SharedState>, headers: HeaderMap,
 
 /// Resolves a spec's workspaces without storing or running it (`flotilla batch repositories`).
 async fn resolve_batch_spec(State(state): State<SharedState>, headers: HeaderMap, Json(request): Json<CreateBatchSpec>) -> ApiResult<Json<Vec<crate::resolution::WorkspacePreview>>> {
-    authenticate(&state, &headers).await?;
+    let caller = authenticate(&state, &headers).await?;
     let validated = flotilla_spec::parse_batch_spec(&request.spec).map_err(|diagnostics| {
         ApiError::bad_request(format!("the batch spec is invalid:\n{}", flotilla_spec::render_all(&diagnostics, "batch spec", &request.spec)))
     })?;
-    let workspaces = crate::resolution::preview_workspaces(&state, &validated.spec).await.map_err(ApiError::bad_request)?;
+    let visibility = RepositoryVisibility::for_caller(&state, &caller).await?;
+    let workspaces = crate::resolution::preview_workspaces(&state, &validated.spec, &visibility).await.map_err(ApiError::bad_request)?;
     Ok(Json(workspaces))
 }
 
-/// Loads a batch spec by its public id, checking the caller may see it.
-async fn visible_batch_spec(state: &SharedState, caller: &AuthenticatedToken, id: &str) -> ApiResult<flotilla_store::BatchSpec> {
-    let row = state.store.get_batch_spec_by_rand_id(id).await.map_err(|_| ApiError::not_found(format!("no batch spec {id}")))?;
-    let allowed = caller.user.site_admin || row.creator_user_id == caller.user.id || match row.namespace()? {
-        Namespace::User(user) => user == caller.user.id,
-        Namespace::Org(org) => state.store.get_org_role(org, caller.user.id).await?.is_some(),
-    };
-    if !allowed {
-        // Not 403: do not reveal that the id exists.
-        return Err(ApiError::not_found(format!("no batch spec {id}")));
-    }
-    Ok(row)
+/// Loads a batch spec by its public id. Every signed-in user may read every batch spec (as in
+/// Sourcegraph); what it shows of repositories they cannot read is filtered by the callers.
+async fn batch_spec_by_id(state: &SharedState, id: &str) -> ApiResult<flotilla_store::BatchSpec> {
+    state.store.get_batch_spec_by_rand_id(id).await.map_err(|_| ApiError::not_found(format!("no batch spec {id}; check the id `flotilla batch remote` printed")))
 }
 
 async fn batch_spec_status(state: &SharedState, row: &flotilla_store::BatchSpec) -> ApiResult<BatchSpecStatus> {
@@ -316,14 +389,14 @@ fn overall_state(resolution: Option<ResolutionState>, jobs: &JobCounts) -> &'sta
 }
 
 async fn get_batch_spec(State(state): State<SharedState>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<Json<BatchSpecStatus>> {
-    let caller = authenticate(&state, &headers).await?;
-    let row = visible_batch_spec(&state, &caller, &id).await?;
+    authenticate(&state, &headers).await?;
+    let row = batch_spec_by_id(&state, &id).await?;
     Ok(Json(batch_spec_status(&state, &row).await?))
 }
 
 async fn list_workspaces(State(state): State<SharedState>, headers: HeaderMap, Path(id): Path<String>, Query(page): Query<PageQuery>) -> ApiResult<Json<WorkspacePage>> {
     let caller = authenticate(&state, &headers).await?;
-    let row = visible_batch_spec(&state, &caller, &id).await?;
+    let row = batch_spec_by_id(&state, &id).await?;
     let filter = match page.state.as_deref() {
         None | Some("") | Some("all") => WorkspaceJobFilter::All,
         Some(name) => WorkspaceJobFilter::JobState(
@@ -333,9 +406,14 @@ async fn list_workspaces(State(state): State<SharedState>, headers: HeaderMap, P
     let after = page.after.as_deref().map(str::parse::<i64>).transpose().map_err(|_| ApiError::bad_request("`after` is a workspace id"))?;
     let limit = page.limit.unwrap_or(500).clamp(1, 5000);
     let rows = state.store.list_workspaces_with_jobs(row.id, filter, after.map(WorkspaceId), limit).await?;
+    let mut visibility = RepositoryVisibility::for_caller(&state, &caller).await?;
     let mut repository_names = std::collections::HashMap::new();
     let mut workspaces = Vec::with_capacity(rows.len());
     for workspace in &rows {
+        // Paging follows the unfiltered rows, so `next` stays right when a page loses some.
+        if !visibility.can_read_id(&state, workspace.repository_id).await? {
+            continue;
+        }
         if let std::collections::hash_map::Entry::Vacant(entry) = repository_names.entry(workspace.repository_id) {
             entry.insert(state.store.get_repository(workspace.repository_id).await?.name);
         }
@@ -366,11 +444,15 @@ async fn list_workspaces(State(state): State<SharedState>, headers: HeaderMap, P
 
 async fn list_changeset_specs(State(state): State<SharedState>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<Json<Vec<ChangesetSpecInfo>>> {
     let caller = authenticate(&state, &headers).await?;
-    let row = visible_batch_spec(&state, &caller, &id).await?;
+    let row = batch_spec_by_id(&state, &id).await?;
     let specs = state.store.list_changeset_specs(row.id, None, 100_000).await?;
+    let mut visibility = RepositoryVisibility::for_caller(&state, &caller).await?;
     let mut names = std::collections::HashMap::new();
     let mut result = Vec::with_capacity(specs.len());
     for spec in specs {
+        if !visibility.can_read_id(&state, spec.repository_id).await? {
+            continue;
+        }
         if let std::collections::hash_map::Entry::Vacant(entry) = names.entry(spec.repository_id) {
             entry.insert(state.store.get_repository(spec.repository_id).await?.name);
         }
@@ -393,8 +475,10 @@ async fn list_changeset_specs(State(state): State<SharedState>, headers: HeaderM
 
 async fn cancel_batch_spec(State(state): State<SharedState>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<Json<BatchSpecStatus>> {
     let caller = authenticate(&state, &headers).await?;
-    let row = visible_batch_spec(&state, &caller, &id).await?;
+    let row = batch_spec_by_id(&state, &id).await?;
+    require_can_administer(&state, &caller, &row).await?;
     state.store.cancel_batch_spec_jobs(row.id, Clock::now_ms()).await?;
+    crate::audit::record(&state, caller.user.id, "batch_spec.cancel", "batch_spec", &row.rand_id, serde_json::json!({})).await?;
     Ok(Json(batch_spec_status(&state, &row).await?))
 }
 
@@ -409,14 +493,17 @@ struct RetryRequest {
 
 async fn retry_batch_spec(State(state): State<SharedState>, headers: HeaderMap, Path(id): Path<String>, Json(request): Json<RetryRequest>) -> ApiResult<Json<BatchSpecStatus>> {
     let caller = authenticate(&state, &headers).await?;
-    let row = visible_batch_spec(&state, &caller, &id).await?;
+    let row = batch_spec_by_id(&state, &id).await?;
+    require_can_administer(&state, &caller, &row).await?;
     let now = Clock::now_ms();
+    let details = serde_json::json!({ "includeCompleted": request.include_completed, "workspaces": request.workspaces });
     if request.workspaces.is_empty() {
         state.store.retry_batch_spec_jobs(row.id, request.include_completed, now).await?;
     } else {
         let ids: Vec<WorkspaceId> = request.workspaces.into_iter().map(WorkspaceId).collect();
         state.store.retry_workspace_jobs(row.id, &ids, now).await?;
     }
+    crate::audit::record(&state, caller.user.id, "batch_spec.retry", "batch_spec", &row.rand_id, details).await?;
     state.jobs_queued.notify_waiters();
     Ok(Json(batch_spec_status(&state, &row).await?))
 }
@@ -424,8 +511,12 @@ async fn retry_batch_spec(State(state): State<SharedState>, headers: HeaderMap, 
 async fn job_logs(State(state): State<SharedState>, headers: HeaderMap, Path(id): Path<i64>) -> ApiResult<Json<Vec<LogEntryInfo>>> {
     let caller = authenticate(&state, &headers).await?;
     let job = state.store.get_execution_job(JobId(id)).await.map_err(|_| ApiError::not_found(format!("no job {id}")))?;
-    let row = state.store.get_batch_spec(job.batch_spec_id).await?;
-    visible_batch_spec(&state, &caller, &row.rand_id).await?;
+    let workspace = state.store.get_workspace(job.workspace_id).await?;
+    // A job on a repository the caller cannot read does not exist for them.
+    let mut visibility = RepositoryVisibility::for_caller(&state, &caller).await?;
+    if !visibility.can_read_id(&state, workspace.repository_id).await? {
+        return Err(ApiError::not_found(format!("no job {id}")));
+    }
     let entries = state.store.list_log_entries(job.id).await?;
     Ok(Json(
         entries

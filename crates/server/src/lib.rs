@@ -5,20 +5,27 @@
 //! the code, and turns their results into changeset specs. It never runs a user's steps
 //! itself, so no batch change can take it down.
 //!
-//! Code map: [`api`] (user routes, token auth), [`executor_api`] (the executor queue and git
+//! Code map: [`api`] (user routes, token and session-cookie auth), [`access`] (who may read
+//! and change what), [`accounts`] (users, orgs, password sign-in), [`audit`] (the audit log),
+//! [`passwords`] (argon2), [`tokens`] and [`secrets`], [`executor_api`] (the executor queue and git
 //! routes, executor and job tokens), [`mirrors`] (code hosts → mirrored repositories),
 //! [`resolution`] (spec → workspaces → jobs), [`changeset_specs`] (results → changeset
-//! specs), [`janitor`] (stalled jobs), [`secrets_crypto`] (tokens and encryption at rest).
+//! specs), [`admission`] (mounted files and the image allow list), [`metrics`] (Prometheus),
+//! [`janitor`] (stalled jobs), [`secrets_crypto`] (tokens and encryption at rest).
 //! Only this crate knows HTTP routing; only `flotilla-store` knows SQL.
 
+pub mod access;
+pub mod accounts;
 pub mod admission;
 pub mod api;
+pub mod audit;
 pub mod changeset_specs;
 pub mod error;
 pub mod executor_api;
 pub mod janitor;
 pub mod metrics;
 pub mod mirrors;
+pub mod passwords;
 pub mod resolution;
 pub mod secrets;
 pub mod secrets_crypto;
@@ -159,7 +166,12 @@ pub async fn start(config: ServerConfig, store: Store) -> anyhow::Result<Running
     let shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
 
-    let router = api::router(state.clone()).merge(secrets::router(state.clone())).merge(tokens::router(state.clone())).merge(executor_api::router(state.clone()));
+    let router = api::router(state.clone())
+        .merge(accounts::router(state.clone()))
+        .merge(audit::router(state.clone()))
+        .merge(secrets::router(state.clone()))
+        .merge(tokens::router(state.clone()))
+        .merge(executor_api::router(state.clone()));
     let serve_shutdown = shutdown.clone();
     tasks.spawn(async move {
         let serving = axum::serve(listener, router).with_graceful_shutdown(async move { serve_shutdown.cancelled().await });

@@ -24,6 +24,7 @@ use flotilla_wire::cache::{CacheKeyInputs, resolve_environments, step_cache_key}
 use tokio_util::sync::CancellationToken;
 
 use crate::SharedState;
+use crate::access::RepositoryVisibility;
 use crate::changeset_specs::{Destination, build_for_workspace, insert_for_workspace};
 use crate::mirrors::mirror_path;
 
@@ -69,7 +70,11 @@ struct RepositoryRevision {
 async fn resolve_job(state: &SharedState, job: &ResolutionJob) -> Result<usize, String> {
     let row = state.store.get_batch_spec(job.batch_spec_id).await.map_err(|error| error.to_string())?;
     let spec: BatchSpec = serde_json::from_value(row.parsed_spec.clone()).map_err(|error| format!("the stored spec is unreadable: {error}"))?;
-    let revisions = resolve_repositories(state, &spec).await?;
+    // The creator's repository permissions decide what the spec may touch: a repository they
+    // cannot read is "not found", exactly as if it did not exist.
+    let creator = state.store.get_user(row.creator_user_id).await.map_err(|error| error.to_string())?;
+    let visibility = RepositoryVisibility::for_user(state, &creator, creator.site_admin).await.map_err(|error| error.to_string())?;
+    let revisions = resolve_repositories(state, &spec, &visibility).await?;
     // Secret values are part of the step cache keys (changing a secret re-runs the steps that
     // use it); they are read once here and never stored in the job payloads.
     let names = crate::executor_api::outer_variable_names(&spec.steps);
@@ -91,13 +96,14 @@ async fn resolve_job(state: &SharedState, job: &ResolutionJob) -> Result<usize, 
 }
 
 /// Merges the `on` entries into repository revisions, sorted by repository name.
-async fn resolve_repositories(state: &SharedState, spec: &BatchSpec) -> Result<Vec<RepositoryRevision>, String> {
+/// Only repositories `visibility` allows are considered.
+async fn resolve_repositories(state: &SharedState, spec: &BatchSpec, visibility: &RepositoryVisibility) -> Result<Vec<RepositoryRevision>, String> {
     let mut by_repository: BTreeMap<String, Vec<RepositoryRevision>> = BTreeMap::new();
     let mut explicit: BTreeSet<String> = BTreeSet::new();
     for entry in &spec.on {
         match entry {
             OnEntry::Query { repositories_matching_query } => {
-                for revision in search(state, repositories_matching_query, spec.version).await? {
+                for revision in search(state, repositories_matching_query, spec.version, visibility).await? {
                     let name = revision.repository.name.clone();
                     if !explicit.contains(&name) {
                         by_repository.insert(name, vec![revision]);
@@ -110,6 +116,7 @@ async fn resolve_repositories(state: &SharedState, spec: &BatchSpec) -> Result<V
                     .get_repository_by_name(repository)
                     .await
                     .map_err(|error| error.to_string())?
+                    .filter(|found| visibility.can_read(found))
                     .ok_or_else(|| format!("repository {repository} not found: check the name with `flotilla repos list`, or add its code host"))?;
                 let revisions = explicit_revisions(state, &found, branches).await?;
                 explicit.insert(repository.clone());
@@ -160,7 +167,7 @@ fn default_revision(repository: &Repository) -> Option<RepositoryRevision> {
 }
 
 /// Answers a `repositoriesMatchingQuery` over every mirrored repository's default branch.
-async fn search(state: &SharedState, text: &str, spec_version: u8) -> Result<Vec<RepositoryRevision>, String> {
+async fn search(state: &SharedState, text: &str, spec_version: u8, visibility: &RepositoryVisibility) -> Result<Vec<RepositoryRevision>, String> {
     let query = Query::parse(text, spec_version).map_err(|error| format!("repositoriesMatchingQuery {text:?}: {error}"))?;
     let mut found = Vec::new();
     let mut after: Option<String> = None;
@@ -169,7 +176,7 @@ async fn search(state: &SharedState, text: &str, spec_version: u8) -> Result<Vec
         let Some(last) = page.last() else { break };
         after = Some(last.name.clone());
         for repository in page {
-            if repository.mirror_state != MirrorState::Ready {
+            if repository.mirror_state != MirrorState::Ready || !visibility.can_read(&repository) {
                 continue;
             }
             let facts = RepositoryFacts { name: &repository.name, fork: repository.fork, archived: repository.archived };
@@ -263,9 +270,9 @@ pub struct WorkspacePreview {
 /// Resolves a spec's workspaces without storing them (the same rules as a real resolution).
 /// Ignored workspaces (`.batchignore`) are listed with `ignored: true` so users see why a
 /// repository will be left out.
-pub async fn preview_workspaces(state: &SharedState, spec: &BatchSpec) -> Result<Vec<WorkspacePreview>, String> {
+pub async fn preview_workspaces(state: &SharedState, spec: &BatchSpec, visibility: &RepositoryVisibility) -> Result<Vec<WorkspacePreview>, String> {
     let mut previews = Vec::new();
-    for revision in resolve_repositories(state, spec).await? {
+    for revision in resolve_repositories(state, spec, visibility).await? {
         for planned in plan_workspaces_for(state, spec, flotilla_store::BatchSpecId(0), true, &revision).await? {
             previews.push(WorkspacePreview {
                 repository: planned.repository.name.clone(),

@@ -80,12 +80,12 @@ pub struct SecretInfo {
 }
 
 /// The scope a request names, after checking the caller may change (or read) it.
-async fn scope_for(state: &SharedState, headers: &HeaderMap, query: &ScopeQuery) -> ApiResult<(SecretScope, String)> {
-    let caller = authenticate(state, headers).await?;
+async fn scope_for(state: &SharedState, caller: &flotilla_store::AuthenticatedToken, query: &ScopeQuery) -> ApiResult<(SecretScope, String)> {
+    let site_admin = crate::access::is_site_admin(caller);
     match query.namespace.as_deref() {
-        None => Ok((SecretScope::User(caller.user.id), caller.user.username)),
+        None => Ok((SecretScope::User(caller.user.id), caller.user.username.clone())),
         Some("global") => {
-            if !caller.user.site_admin {
+            if !site_admin {
                 return Err(ApiError::forbidden("only site admins manage global secrets"));
             }
             Ok((SecretScope::Global, "global".to_owned()))
@@ -94,14 +94,14 @@ async fn scope_for(state: &SharedState, headers: &HeaderMap, query: &ScopeQuery)
         Some(name) => {
             if let Some(org) = state.store.get_org_by_name(name).await? {
                 let role = state.store.get_org_role(org.id, caller.user.id).await?;
-                let admin = matches!(role, Some(flotilla_store::OrgRole::Admin)) || caller.user.site_admin;
+                let admin = matches!(role, Some(flotilla_store::OrgRole::Admin)) || site_admin;
                 if !admin {
                     return Err(ApiError::forbidden(format!("only admins of {name} manage its secrets")));
                 }
                 return Ok((SecretScope::Org(org.id), name.to_owned()));
             }
             match state.store.get_user_by_username(name).await? {
-                Some(user) if caller.user.site_admin => Ok((SecretScope::User(user.id), name.to_owned())),
+                Some(user) if site_admin => Ok((SecretScope::User(user.id), name.to_owned())),
                 Some(_) => Err(ApiError::forbidden("you can only manage your own secrets")),
                 None => Err(ApiError::not_found(format!("no user or organisation named {name}"))),
             }
@@ -117,7 +117,8 @@ fn valid_name(name: &str) -> bool {
 }
 
 async fn set(State(state): State<SharedState>, headers: HeaderMap, Path(name): Path<String>, Query(query): Query<ScopeQuery>, Json(body): Json<SecretValue>) -> ApiResult<(StatusCode, Json<SecretInfo>)> {
-    let (scope, namespace) = scope_for(&state, &headers, &query).await?;
+    let caller = authenticate(&state, &headers).await?;
+    let (scope, namespace) = scope_for(&state, &caller, &query).await?;
     if !valid_name(&name) {
         return Err(ApiError::bad_request("a secret's name is an environment variable name: letters, digits and `_`, not starting with a digit"));
     }
@@ -130,7 +131,6 @@ async fn set(State(state): State<SharedState>, headers: HeaderMap, Path(name): P
     let (status, saved) = match existing {
         Some(secret) => (StatusCode::OK, state.store.update_secret(secret.id, &ciphertext, &nonce, now).await?),
         None => {
-            let caller = authenticate(&state, &headers).await?;
             let created = state
                 .store
                 .create_secret(&NewSecret { scope, name: name.clone(), ciphertext, nonce, created_by: Some(caller.user.id) }, now)
@@ -138,11 +138,13 @@ async fn set(State(state): State<SharedState>, headers: HeaderMap, Path(name): P
             (StatusCode::CREATED, created)
         }
     };
+    crate::audit::record(&state, caller.user.id, "secret.set", "secret", format!("{namespace}/{}", saved.name), serde_json::json!({ "version": saved.version })).await?;
     Ok((status, Json(SecretInfo { name: saved.name, namespace, version: saved.version, updated_at_ms: saved.updated_at })))
 }
 
 async fn list(State(state): State<SharedState>, headers: HeaderMap, Query(query): Query<ScopeQuery>) -> ApiResult<Json<Vec<SecretInfo>>> {
-    let (scope, namespace) = scope_for(&state, &headers, &query).await?;
+    let caller = authenticate(&state, &headers).await?;
+    let (scope, namespace) = scope_for(&state, &caller, &query).await?;
     let secrets = state.store.list_secrets(scope).await?;
     Ok(Json(
         secrets
@@ -153,15 +155,17 @@ async fn list(State(state): State<SharedState>, headers: HeaderMap, Query(query)
 }
 
 async fn delete(State(state): State<SharedState>, headers: HeaderMap, Path(name): Path<String>, Query(query): Query<ScopeQuery>) -> ApiResult<StatusCode> {
-    let (scope, _) = scope_for(&state, &headers, &query).await?;
+    let caller = authenticate(&state, &headers).await?;
+    let (scope, namespace) = scope_for(&state, &caller, &query).await?;
     let secret = state
         .store
         .list_secrets(scope)
         .await?
         .into_iter()
         .find(|secret| secret.name == name)
-        .ok_or_else(|| ApiError::not_found(format!("no secret {name} here")))?;
+        .ok_or_else(|| ApiError::not_found(format!("no secret {name} in {namespace}; see `flotilla secrets list`")))?;
     state.store.delete_secret(secret.id).await?;
+    crate::audit::record(&state, caller.user.id, "secret.delete", "secret", format!("{namespace}/{name}"), serde_json::json!({})).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

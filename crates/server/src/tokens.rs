@@ -41,6 +41,9 @@ pub struct TokenInfo {
     created_at_ms: i64,
     last_used_at_ms: Option<i64>,
     revoked: bool,
+    /// When the token stops working (web sessions only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at_ms: Option<i64>,
     /// Only in the answer to creation: the token itself, shown once.
     #[serde(skip_serializing_if = "Option::is_none")]
     token: Option<String>,
@@ -51,7 +54,7 @@ async fn create(State(state): State<SharedState>, headers: HeaderMap, Json(reque
     let scope = match request.scope.as_deref() {
         None | Some("user") => TokenScope::User,
         Some("site-admin") => {
-            if !(caller.user.site_admin && caller.scope == TokenScope::SiteAdmin) {
+            if !crate::access::is_site_admin(&caller) {
                 return Err(ApiError::forbidden("only a site admin with a site-admin token can create site-admin tokens"));
             }
             TokenScope::SiteAdmin
@@ -60,6 +63,7 @@ async fn create(State(state): State<SharedState>, headers: HeaderMap, Json(reque
     };
     let token = generate_token(TokenKind::User);
     let created = state.store.create_access_token(caller.user.id, &hash_token(&token), scope, &request.note, Clock::now_ms()).await?;
+    crate::audit::record(&state, caller.user.id, "token.create", "access_token", created.id, serde_json::json!({ "scope": scope.as_str(), "note": created.note })).await?;
     Ok((
         StatusCode::CREATED,
         Json(TokenInfo {
@@ -69,6 +73,7 @@ async fn create(State(state): State<SharedState>, headers: HeaderMap, Json(reque
             created_at_ms: created.created_at,
             last_used_at_ms: created.last_used_at,
             revoked: false,
+            expires_at_ms: created.expires_at,
             token: Some(token),
         }),
     ))
@@ -87,6 +92,7 @@ async fn list(State(state): State<SharedState>, headers: HeaderMap) -> ApiResult
                 created_at_ms: token.created_at,
                 last_used_at_ms: token.last_used_at,
                 revoked: token.revoked_at.is_some(),
+                expires_at_ms: token.expires_at,
                 token: None,
             })
             .collect(),
@@ -95,6 +101,11 @@ async fn list(State(state): State<SharedState>, headers: HeaderMap) -> ApiResult
 
 async fn revoke(State(state): State<SharedState>, headers: HeaderMap, Path(id): Path<i64>) -> ApiResult<StatusCode> {
     let caller = authenticate(&state, &headers).await?;
-    state.store.revoke_access_token(TokenId(id), caller.user.id, Clock::now_ms()).await.map_err(|_| ApiError::not_found(format!("you have no active token {id}")))?;
+    state
+        .store
+        .revoke_access_token(TokenId(id), caller.user.id, Clock::now_ms())
+        .await
+        .map_err(|_| ApiError::not_found(format!("you have no active token {id}; see `flotilla tokens list`")))?;
+    crate::audit::record(&state, caller.user.id, "token.revoke", "access_token", id, serde_json::json!({})).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -81,6 +81,8 @@ pub struct AccessToken {
     pub created_at: i64,
     pub last_used_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// When the token stops working (web sessions); `None` for tokens that last until revoked.
+    pub expires_at: Option<i64>,
 }
 
 /// The result of authenticating with an access token.
@@ -234,6 +236,40 @@ impl Store {
         })
     }
 
+    /// Orgs ordered by id, after `after` (keyset pagination).
+    pub async fn list_orgs(&self, after: Option<OrgId>, limit: i64) -> Result<Vec<Org>, StoreError> {
+        on_pool!(self, pool, dialect => {
+            Ok(sqlx::query_as::<_, Org>(
+                "SELECT id, name, display_name, members_can_administer_batch_changes, created_at FROM orgs \
+                 WHERE id > $1 ORDER BY id LIMIT $2",
+            )
+            .bind(after.map_or(0, |org_id| org_id.0))
+            .bind(limit)
+            .fetch_all(pool)
+            .await?)
+        })
+    }
+
+    /// Sets whether every member of the org may change its batch specs and batch changes
+    /// (Sourcegraph's `orgs.allMembersBatchChangesAdmin`), or only its admins.
+    pub async fn set_org_members_can_administer(
+        &self,
+        org_id: OrgId,
+        allowed: bool,
+    ) -> Result<Org, StoreError> {
+        write_transaction!(self, tx, dialect => {
+            sqlx::query_as::<_, Org>(
+                "UPDATE orgs SET members_can_administer_batch_changes = $2 WHERE id = $1 \
+                 RETURNING id, name, display_name, members_can_administer_batch_changes, created_at",
+            )
+            .bind(org_id)
+            .bind(allowed)
+            .fetch_optional(&mut **tx)
+            .await?
+            .ok_or_else(|| StoreError::not_found(format!("org {org_id}")))
+        })
+    }
+
     /// Adds a member or changes their role.
     pub async fn set_org_member(
         &self,
@@ -310,7 +346,7 @@ impl Store {
         })
     }
 
-    /// Stores a new access token by its hash.
+    /// Stores a new access token by its hash; it lasts until revoked.
     pub async fn create_access_token(
         &self,
         user_id: UserId,
@@ -319,22 +355,39 @@ impl Store {
         note: &str,
         now_ms: i64,
     ) -> Result<AccessToken, StoreError> {
+        self.create_expiring_access_token(user_id, token_hash, scope, note, None, now_ms)
+            .await
+    }
+
+    /// Stores a new access token by its hash that stops working at `expires_at_ms` (web
+    /// sessions), or never when `None`.
+    pub async fn create_expiring_access_token(
+        &self,
+        user_id: UserId,
+        token_hash: &str,
+        scope: TokenScope,
+        note: &str,
+        expires_at_ms: Option<i64>,
+        now_ms: i64,
+    ) -> Result<AccessToken, StoreError> {
         write_transaction!(self, tx, dialect => {
             Ok(sqlx::query_as::<_, AccessToken>(
-                "INSERT INTO access_tokens (user_id, token_hash, scope, note, created_at) VALUES ($1, $2, $3, $4, $5) \
-                 RETURNING id, user_id, scope, note, created_at, last_used_at, revoked_at",
+                "INSERT INTO access_tokens (user_id, token_hash, scope, note, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6) \
+                 RETURNING id, user_id, scope, note, created_at, last_used_at, revoked_at, expires_at",
             )
             .bind(user_id)
             .bind(token_hash.to_owned())
             .bind(scope.as_str())
             .bind(note.to_owned())
             .bind(now_ms)
+            .bind(expires_at_ms)
             .fetch_one(&mut **tx)
             .await?)
         })
     }
 
-    /// Authenticates by token hash: the token's user and scope, unless revoked. Records the use.
+    /// Authenticates by token hash: the token's user and scope, unless revoked or expired.
+    /// Records the use.
     pub async fn lookup_access_token(
         &self,
         token_hash: &str,
@@ -342,9 +395,11 @@ impl Store {
     ) -> Result<Option<AuthenticatedToken>, StoreError> {
         let found = on_pool!(self, pool, dialect => {
             sqlx::query_as::<_, (TokenId, String, UserId)>(
-                "SELECT id, scope, user_id FROM access_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+                "SELECT id, scope, user_id FROM access_tokens WHERE token_hash = $1 AND revoked_at IS NULL \
+                 AND (expires_at IS NULL OR expires_at > $2)",
             )
             .bind(token_hash.to_owned())
+            .bind(now_ms)
             .fetch_optional(pool)
             .await?
         });
@@ -373,7 +428,7 @@ impl Store {
     ) -> Result<Vec<AccessToken>, StoreError> {
         on_pool!(self, pool, dialect => {
             Ok(sqlx::query_as::<_, AccessToken>(
-                "SELECT id, user_id, scope, note, created_at, last_used_at, revoked_at FROM access_tokens \
+                "SELECT id, user_id, scope, note, created_at, last_used_at, revoked_at, expires_at FROM access_tokens \
                  WHERE user_id = $1 ORDER BY id",
             )
             .bind(user_id)

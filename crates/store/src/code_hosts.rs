@@ -176,6 +176,27 @@ impl Store {
         })
     }
 
+    /// Replaces who may read a code host's repositories: `None` = everyone, otherwise a JSON
+    /// document the server owns (user and org ids).
+    pub async fn set_code_host_restriction(
+        &self,
+        code_host_id: CodeHostId,
+        restricted_to: Option<&serde_json::Value>,
+    ) -> Result<CodeHost, StoreError> {
+        let restricted_to = restricted_to.cloned();
+        write_transaction!(self, tx, dialect => {
+            sqlx::query_as::<_, CodeHost>(concat!(
+                "UPDATE code_hosts SET restricted_to = $2 WHERE id = $1 RETURNING ",
+                code_host_columns!()
+            ))
+            .bind(code_host_id)
+            .bind(optional_to_text(&restricted_to))
+            .fetch_optional(&mut **tx)
+            .await?
+            .ok_or_else(|| StoreError::not_found(format!("code host {code_host_id}")))
+        })
+    }
+
     pub async fn delete_code_host(&self, code_host_id: CodeHostId) -> Result<(), StoreError> {
         write_transaction!(self, tx, dialect => {
             let deleted = sqlx::query("DELETE FROM code_hosts WHERE id = $1").bind(code_host_id).execute(&mut **tx).await?;

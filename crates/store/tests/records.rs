@@ -103,6 +103,111 @@ async fn usernames_and_org_names_share_one_namespace(store: Store) {
     ));
 }
 
+async fn orgs_list_and_change_their_setting(store: Store) {
+    let acme = store.create_org(&new_org("acme"), 1).await.expect("org");
+    let globex = store.create_org(&new_org("globex"), 1).await.expect("org");
+    let all = store.list_orgs(None, 10).await.expect("list");
+    assert_eq!(
+        all.iter().map(|org| org.name.as_str()).collect::<Vec<_>>(),
+        ["acme", "globex"]
+    );
+    let after_first = store.list_orgs(Some(acme.id), 10).await.expect("list");
+    assert_eq!(after_first.len(), 1);
+    assert_eq!(after_first[0].id, globex.id);
+    let changed = store
+        .set_org_members_can_administer(acme.id, false)
+        .await
+        .expect("update");
+    assert!(!changed.members_can_administer_batch_changes);
+    assert!(
+        !store
+            .get_org(acme.id)
+            .await
+            .expect("get")
+            .members_can_administer_batch_changes
+    );
+    assert!(matches!(
+        store.set_org_members_can_administer(OrgId(999), true).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+async fn session_tokens_expire(store: Store) {
+    let alice = store
+        .create_user(&new_user("alice"), 1)
+        .await
+        .expect("user");
+    let session = store
+        .create_expiring_access_token(alice.id, "session", TokenScope::User, "web", Some(100), 10)
+        .await
+        .expect("session");
+    assert_eq!(session.expires_at, Some(100));
+    assert!(
+        store
+            .lookup_access_token("session", 99)
+            .await
+            .expect("lookup")
+            .is_some()
+    );
+    assert!(
+        store
+            .lookup_access_token("session", 100)
+            .await
+            .expect("lookup")
+            .is_none(),
+        "a session stops working when it expires"
+    );
+    let lasting = store
+        .create_access_token(alice.id, "lasting", TokenScope::User, "cli", 10)
+        .await
+        .expect("token");
+    assert_eq!(lasting.expires_at, None);
+    assert!(
+        store
+            .lookup_access_token("lasting", i64::MAX - 1)
+            .await
+            .expect("lookup")
+            .is_some()
+    );
+}
+
+async fn code_host_restrictions_are_replaced(store: Store) {
+    let host = store
+        .create_code_host(
+            &NewCodeHost {
+                kind: CodeHostKind::GitDirectory,
+                name: "local".to_owned(),
+                url: "/srv".to_owned(),
+                config: json!({}),
+                credential_ciphertext: None,
+                credential_nonce: None,
+                restricted_to: None,
+            },
+            1,
+        )
+        .await
+        .expect("code host");
+    let restriction = json!({ "users": [1], "orgs": [2] });
+    let restricted = store
+        .set_code_host_restriction(host.id, Some(&restriction))
+        .await
+        .expect("restrict");
+    assert_eq!(restricted.restricted_to, Some(restriction.clone()));
+    assert_eq!(
+        store.get_code_host(host.id).await.expect("get").restricted_to,
+        Some(restriction)
+    );
+    let open = store
+        .set_code_host_restriction(host.id, None)
+        .await
+        .expect("open");
+    assert_eq!(open.restricted_to, None);
+    assert!(matches!(
+        store.set_code_host_restriction(CodeHostId(999), None).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
 async fn tokens_are_looked_up_by_hash(store: Store) {
     let alice = store
         .create_user(&new_user("alice"), 1)
@@ -858,6 +963,9 @@ async fn audit_log_and_executors(store: Store) {
 
 conformance_tests!(
     usernames_and_org_names_share_one_namespace,
+    orgs_list_and_change_their_setting,
+    session_tokens_expire,
+    code_host_restrictions_are_replaced,
     tokens_are_looked_up_by_hash,
     secrets_keep_bytes_versions_and_an_access_log,
     repositories_upsert_and_paginate,

@@ -5,13 +5,14 @@ mod bench;
 mod codehost;
 mod remote;
 mod repos;
+mod accounts;
 mod secrets;
 mod tokens;
 mod up;
 
 use std::process::ExitCode;
 
-use crate::cli::{BatchCommand, BenchCommand, Cli, CodehostCommand, Command, ReposCommand, SecretsCommand, TokensCommand};
+use crate::cli::{BatchCommand, BenchCommand, Cli, CodehostCommand, Command, OrgsCommand, ReposCommand, SecretsCommand, TokensCommand, UsersCommand};
 
 pub fn run(arguments: Cli) -> anyhow::Result<ExitCode> {
     match arguments.command {
@@ -26,6 +27,17 @@ pub fn run(arguments: Cli) -> anyhow::Result<ExitCode> {
         Command::Executor(executor) => runtime()?.block_on(up::executor(executor)),
         Command::Codehost(CodehostCommand::Add(add)) => runtime()?.block_on(codehost::add(add)),
         Command::Codehost(CodehostCommand::List(list)) => runtime()?.block_on(codehost::list(list)),
+        Command::Codehost(CodehostCommand::Restrict(restrict)) => runtime()?.block_on(codehost::restrict(restrict)),
+        Command::Users(UsersCommand::Create(create)) => runtime()?.block_on(accounts::create_user(create)),
+        Command::Users(UsersCommand::List(list)) => runtime()?.block_on(accounts::list_users(list)),
+        Command::Users(UsersCommand::SetPassword(user)) => runtime()?.block_on(accounts::set_password(user)),
+        Command::Orgs(OrgsCommand::Create(create)) => runtime()?.block_on(accounts::create_org(create)),
+        Command::Orgs(OrgsCommand::List(list)) => runtime()?.block_on(accounts::list_orgs(list)),
+        Command::Orgs(OrgsCommand::Members(org)) => runtime()?.block_on(accounts::list_members(org)),
+        Command::Orgs(OrgsCommand::AddMember(member)) => runtime()?.block_on(accounts::add_member(member)),
+        Command::Orgs(OrgsCommand::RemoveMember(member)) => runtime()?.block_on(accounts::remove_member(member)),
+        Command::Orgs(OrgsCommand::Set(set)) => runtime()?.block_on(accounts::set_org(set)),
+        Command::AuditLog(audit) => runtime()?.block_on(accounts::audit_log(audit)),
         Command::Repos(ReposCommand::List(list)) => runtime()?.block_on(repos::list(list)),
         Command::Repos(ReposCommand::Sync(sync)) => runtime()?.block_on(repos::sync(sync)),
         Command::Secrets(SecretsCommand::Set(set)) => runtime()?.block_on(secrets::set(set)),
