@@ -104,6 +104,22 @@ pub enum BenchCommand {
     ///   flotilla bench queue --jobs 5000 --executors 8
     #[command(verbatim_doc_comment)]
     Queue(BenchQueueArgs),
+    /// Workspace resolution of `repositoriesMatchingQuery` specs over many mirrored
+    /// repositories: real bare git mirrors (hard-linked copies of two small repositories, one
+    /// in ten with a go.mod), resolved by the server's own resolution worker. Reports the time
+    /// to the first queued job (resolution streams) and to the end, for a name-only query and
+    /// for a file query that reads every repository, cold and again warm.
+    ///
+    /// Example:
+    ///   flotilla bench resolution --repositories 10000
+    #[command(verbatim_doc_comment)]
+    Resolution(BenchResolutionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchResolutionArgs {
+    #[arg(long, default_value_t = 10_000)]
+    pub repositories: usize,
 }
 
 #[derive(Debug, Args)]

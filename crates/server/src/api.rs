@@ -504,7 +504,7 @@ async fn retry_batch_spec(State(state): State<SharedState>, headers: HeaderMap, 
         state.store.retry_workspace_jobs(row.id, &ids, now).await?;
     }
     crate::audit::record(&state, caller.user.id, "batch_spec.retry", "batch_spec", &row.rand_id, details).await?;
-    state.jobs_queued.notify_waiters();
+    state.jobs_were_queued();
     Ok(Json(batch_spec_status(&state, &row).await?))
 }
 

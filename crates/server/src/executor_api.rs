@@ -28,6 +28,57 @@ use crate::SharedState;
 use crate::error::{ApiError, ApiResult};
 use crate::secrets_crypto::{TokenKind, generate_token, hash_token};
 
+/// What dequeues would otherwise ask the database for every time: which executor tokens are
+/// valid (for a few seconds) and which routing keys queued jobs carry (for a second, or until
+/// this server queues more jobs). Each saved statement matters: on SQLite every one is a round
+/// trip to the database thread, and dequeues are the hottest path of the server.
+#[derive(Default)]
+pub struct DequeueCaches {
+    executor_tokens: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    routing_keys: std::sync::Mutex<Option<(std::time::Instant, Vec<String>)>>,
+}
+
+/// How long a checked executor token is trusted without asking the database again (a revoked
+/// token stops working on every server within this time).
+const EXECUTOR_TOKEN_TRUST: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long the set of queued routing keys is reused (a newly routed job waits at most this
+/// long on another server; this server forgets the set as soon as it queues jobs).
+const ROUTING_KEYS_REUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl DequeueCaches {
+    fn executor_token_trusted(&self, token_hash: &str) -> bool {
+        let tokens = self.executor_tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        tokens.get(token_hash).is_some_and(|checked| checked.elapsed() < EXECUTOR_TOKEN_TRUST)
+    }
+
+    fn trust_executor_token(&self, token_hash: String) {
+        let mut tokens = self.executor_tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if tokens.len() > 10_000 {
+            tokens.clear();
+        }
+        tokens.insert(token_hash, std::time::Instant::now());
+    }
+
+    /// Forgets every trusted executor token (after a revocation).
+    pub fn forget_executor_tokens(&self) {
+        self.executor_tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+    }
+
+    fn routing_keys(&self) -> Option<Vec<String>> {
+        let keys = self.routing_keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        keys.as_ref().filter(|(read, _)| read.elapsed() < ROUTING_KEYS_REUSE).map(|(_, keys)| keys.clone())
+    }
+
+    fn remember_routing_keys(&self, keys: Vec<String>) {
+        *self.routing_keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((std::time::Instant::now(), keys));
+    }
+
+    /// Forgets the routing keys: jobs were queued.
+    pub fn jobs_queued(&self) {
+        *self.routing_keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+}
+
 pub fn router(state: SharedState) -> Router {
     Router::new()
         .route("/.executors/queue/dequeue", post(dequeue))
@@ -46,14 +97,21 @@ async fn authorize_executor(state: &SharedState, headers: &HeaderMap) -> ApiResu
     let token = authorization(headers)
         .and_then(|value| value.strip_prefix("token-executor "))
         .ok_or_else(|| ApiError::unauthorized("this route needs `Authorization: token-executor <executor token>`"))?;
-    match state.store.lookup_executor_token(&hash_token(token.trim())).await? {
-        Some(_) => Ok(()),
+    let token_hash = hash_token(token.trim());
+    if state.dequeue_caches.executor_token_trusted(&token_hash) {
+        return Ok(());
+    }
+    match state.store.lookup_executor_token(&token_hash).await? {
+        Some(_) => {
+            state.dequeue_caches.trust_executor_token(token_hash);
+            Ok(())
+        }
         None => Err(ApiError::unauthorized("unknown or revoked executor token")),
     }
 }
 
-/// Checks a job token and that it belongs to `job_id` (when given).
-async fn authorize_job(state: &SharedState, headers: &HeaderMap, job_id: Option<i64>) -> ApiResult<JobTokenGrant> {
+/// Checks a job token (for the git routes, which check its repository).
+async fn authorize_job(state: &SharedState, headers: &HeaderMap) -> ApiResult<JobTokenGrant> {
     let token = authorization(headers)
         .and_then(|value| value.strip_prefix("Bearer "))
         .ok_or_else(|| ApiError::unauthorized("this route needs the job's token: `Authorization: Bearer <job token>`"))?;
@@ -62,12 +120,25 @@ async fn authorize_job(state: &SharedState, headers: &HeaderMap, job_id: Option<
         .lookup_job_token(&hash_token(token.trim()), Clock::now_ms())
         .await?
         .ok_or_else(|| ApiError::unauthorized("unknown or expired job token (the job may have finished or been requeued)"))?;
-    if let Some(job_id) = job_id
-        && grant.job_id != JobId(job_id)
-    {
+    Ok(grant)
+}
+
+/// Checks a job token for a report on `job_id` and returns the job and the executor that
+/// owns it, in one query.
+async fn authorize_report(state: &SharedState, headers: &HeaderMap, job_id: i64) -> ApiResult<(ExecutionJob, String)> {
+    let token = authorization(headers)
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .ok_or_else(|| ApiError::unauthorized("this route needs the job's token: `Authorization: Bearer <job token>`"))?;
+    let (grant, job) = state
+        .store
+        .lookup_job_token_with_job(&hash_token(token.trim()), Clock::now_ms())
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("unknown or expired job token (the job may have finished or been requeued)"))?;
+    if grant.job_id != JobId(job_id) {
         return Err(ApiError::forbidden("this job token belongs to another job"));
     }
-    Ok(grant)
+    let executor = job.executor_name.clone().ok_or_else(|| ApiError::conflict("the job is not being processed"))?;
+    Ok((job, executor))
 }
 
 fn authorization(headers: &HeaderMap) -> Option<&str> {
@@ -100,7 +171,14 @@ async fn dequeue(State(state): State<SharedState>, headers: HeaderMap, Json(requ
 /// Which routed jobs this executor may take: a job's routing key is `k=v,k2=v2`, and every
 /// pair must be among the executor's labels.
 async fn routing_filter(state: &SharedState, labels: &BTreeMap<String, String>) -> ApiResult<RoutingFilter> {
-    let keys = state.store.queued_routing_keys().await?;
+    let keys = match state.dequeue_caches.routing_keys() {
+        Some(keys) => keys,
+        None => {
+            let keys = state.store.queued_routing_keys().await?;
+            state.dequeue_caches.remember_routing_keys(keys.clone());
+            keys
+        }
+    };
     let satisfiable = keys.into_iter().filter(|key| routing_key_satisfied(key, labels));
     Ok(RoutingFilter::with_keys(satisfiable))
 }
@@ -151,8 +229,7 @@ async fn job_payload(state: &SharedState, job: &ExecutionJob, token: String) -> 
 
 /// A file the job's steps mount, for that job's token only.
 async fn mount_file(State(state): State<SharedState>, Path((job_id, file_id)): Path<(i64, i64)>, headers: HeaderMap) -> ApiResult<Response> {
-    authorize_job(&state, &headers, Some(job_id)).await?;
-    let job = state.store.get_execution_job(JobId(job_id)).await?;
+    let (job, _) = authorize_report(&state, &headers, job_id).await?;
     let belongs = state.store.list_mount_files(job.batch_spec_id).await?.iter().any(|file| file.id.0 == file_id);
     if !belongs {
         return Err(ApiError::not_found(format!("job {job_id} has no mount file {file_id}")));
@@ -214,21 +291,13 @@ async fn heartbeat(State(state): State<SharedState>, headers: HeaderMap, Json(re
     }))
 }
 
-/// The executor that owns a job (the job token proves the caller is it).
-async fn owning_executor(state: &SharedState, job_id: i64) -> ApiResult<(ExecutionJob, String)> {
-    let job = state.store.get_execution_job(JobId(job_id)).await?;
-    let executor = job.executor_name.clone().ok_or_else(|| ApiError::conflict("the job is not being processed"))?;
-    Ok((job, executor))
-}
-
 async fn append_log(
     State(state): State<SharedState>,
     Path(job_id): Path<i64>,
     headers: HeaderMap,
     Json(entry): Json<LogEntryStart>,
 ) -> ApiResult<Json<LogEntryCreated>> {
-    authorize_job(&state, &headers, Some(job_id)).await?;
-    let (_, executor) = owning_executor(&state, job_id).await?;
+    let (_, executor) = authorize_report(&state, &headers, job_id).await?;
     let index = state
         .store
         .append_log_entry(
@@ -253,8 +322,7 @@ async fn update_log(
     headers: HeaderMap,
     Json(update): Json<LogEntryUpdate>,
 ) -> ApiResult<StatusCode> {
-    authorize_job(&state, &headers, Some(job_id)).await?;
-    let (_, executor) = owning_executor(&state, job_id).await?;
+    let (_, executor) = authorize_report(&state, &headers, job_id).await?;
     state
         .store
         .update_log_entry(JobId(job_id), &executor, index, &update.output, update.exit_code.map(i64::from), update.duration_ms)
@@ -268,8 +336,7 @@ async fn complete(
     headers: HeaderMap,
     Json(result): Json<JobResult>,
 ) -> ApiResult<StatusCode> {
-    authorize_job(&state, &headers, Some(job_id)).await?;
-    let (job, executor) = owning_executor(&state, job_id).await?;
+    let (job, executor) = authorize_report(&state, &headers, job_id).await?;
     // Build the changeset specs before the job is marked complete: if the result cannot
     // become changeset specs (a template fails, two specs share a branch), the workspace
     // fails with that message instead.
@@ -299,8 +366,7 @@ async fn fail(
     headers: HeaderMap,
     Json(failure): Json<JobFailure>,
 ) -> ApiResult<StatusCode> {
-    authorize_job(&state, &headers, Some(job_id)).await?;
-    let (job, executor) = owning_executor(&state, job_id).await?;
+    let (job, executor) = authorize_report(&state, &headers, job_id).await?;
     crate::changeset_specs::store_cache_entries(&state, &job, &failure.cache_entries).await?;
     let message = if failure.infrastructure { format!("infrastructure failure: {}", failure.message) } else { failure.message };
     if failure.infrastructure {
@@ -312,7 +378,7 @@ async fn fail(
             .await?;
         if matches!(outcome, CompletionOutcome::Applied { .. }) {
             tracing::warn!(job.id = job.id.0, executor.name = %executor, error = %message, "job requeued after an infrastructure failure");
-            state.jobs_queued.notify_waiters();
+            state.jobs_were_queued();
             return Ok(StatusCode::NO_CONTENT);
         }
     }
@@ -339,7 +405,7 @@ async fn git_repository(state: &SharedState, headers: &HeaderMap, path: &str, su
         .strip_suffix(suffix)
         .map(|name| name.trim_end_matches('/'))
         .ok_or_else(|| ApiError::not_found("unknown git route; executors fetch with git's smart HTTP protocol"))?;
-    let grant = authorize_job(state, headers, None).await?;
+    let grant = authorize_job(state, headers).await?;
     let repository = state
         .store
         .get_repository_by_name(name)

@@ -32,7 +32,7 @@ pub async fn sweep(state: &SharedState) {
         Ok(outcome) => {
             if !outcome.requeued.is_empty() || !outcome.failed.is_empty() {
                 tracing::warn!(requeued = outcome.requeued.len(), failed = outcome.failed.len(), "jobs of silent executors were reset");
-                state.jobs_queued.notify_waiters();
+                state.jobs_were_queued();
             }
         }
         Err(error) => tracing::error!(error = %error, "requeuing stalled jobs failed"),

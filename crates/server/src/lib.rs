@@ -107,6 +107,10 @@ pub struct AppState {
     /// One lock per repository, so a background sync and a requested one never clone or
     /// fetch the same mirror at once.
     pub mirror_locks: std::sync::Mutex<std::collections::HashMap<flotilla_store::RepositoryId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Executor tokens and routing keys dequeues reuse (see `executor_api`).
+    pub dequeue_caches: executor_api::DequeueCaches,
+    /// File listings of mirrored commits (see `resolution`).
+    pub trees: resolution::TreeCache,
     /// Durations of the jobs this process saw finish (for `/metrics`).
     pub job_durations: metrics::JobDurations,
     /// When each executor was last recorded from a dequeue (see `executor_api`).
@@ -114,6 +118,14 @@ pub struct AppState {
 }
 
 pub type SharedState = Arc<AppState>;
+
+impl AppState {
+    /// Tells idle dequeues that jobs were queued (and forgets the cached routing keys).
+    pub fn jobs_were_queued(&self) {
+        self.dequeue_caches.jobs_queued();
+        self.jobs_queued.notify_waiters();
+    }
+}
 
 /// A started server: its address and a handle to stop it.
 pub struct RunningServer {
@@ -160,6 +172,8 @@ pub async fn start(config: ServerConfig, store: Store) -> anyhow::Result<Running
         resolution_requested: Notify::new(),
         sync_requested: Notify::new(),
         job_durations: metrics::JobDurations::default(),
+        trees: resolution::TreeCache::default(),
+        dequeue_caches: executor_api::DequeueCaches::default(),
         mirror_locks: std::sync::Mutex::new(std::collections::HashMap::new()),
         executors_seen: std::sync::Mutex::new(std::collections::HashMap::new()),
     });

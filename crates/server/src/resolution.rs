@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use flotilla_git::{CommitId, RepoPath};
+use flotilla_git::CommitId;
 use flotilla_search::{FileEntry, FileSource, Query, RepositoryFacts, match_repository};
 use flotilla_spec::{BatchSpec, OnEntry};
 use flotilla_store::{
@@ -74,41 +74,68 @@ async fn resolve_job(state: &SharedState, job: &ResolutionJob) -> Result<usize, 
     // cannot read is "not found", exactly as if it did not exist.
     let creator = state.store.get_user(row.creator_user_id).await.map_err(|error| error.to_string())?;
     let visibility = RepositoryVisibility::for_user(state, &creator, creator.site_admin).await.map_err(|error| error.to_string())?;
-    let revisions = resolve_repositories(state, &spec, &visibility).await?;
     // Secret values are part of the step cache keys (changing a secret re-runs the steps that
     // use it); they are read once here and never stored in the job payloads.
     let names = crate::executor_api::outer_variable_names(&spec.steps);
     let namespace = row.namespace().map_err(|error| error.to_string())?;
     let accessor = flotilla_store::SecretAccessor { user_id: Some(row.creator_user_id), job_id: None };
     let secrets = crate::secrets::resolve(state, namespace, &names, accessor).await?;
-    let mut total = 0;
-    let mut pending: Vec<PlannedWorkspace> = Vec::new();
-    for revision in revisions {
-        for planned in plan_workspaces(state, &spec, &row, &revision).await? {
-            pending.push(planned);
-            if pending.len() >= CHUNK {
-                total += write_chunk(state, &spec, &row, &secrets, std::mem::take(&mut pending)).await?;
-            }
-        }
-    }
-    total += write_chunk(state, &spec, &row, &secrets, pending).await?;
-    Ok(total)
+    let mut writer = ChunkWriter { state, spec: &spec, row: &row, secrets: &secrets, pending: Vec::new(), total: 0 };
+    resolve_revisions(state, &spec, &visibility, &mut writer).await?;
+    let pending = std::mem::take(&mut writer.pending);
+    writer.total += write_chunk(state, &spec, &row, &secrets, pending).await?;
+    Ok(writer.total)
 }
 
-/// Merges the `on` entries into repository revisions, sorted by repository name.
+/// Receives repository revisions in repository-name order as resolution finds them.
+trait RevisionSink {
+    async fn accept(&mut self, revision: RepositoryRevision) -> Result<(), String>;
+}
+
+/// Plans each revision's workspaces and writes (and queues) them a chunk at a time.
+struct ChunkWriter<'a> {
+    state: &'a SharedState,
+    spec: &'a BatchSpec,
+    row: &'a BatchSpecRow,
+    secrets: &'a BTreeMap<String, String>,
+    pending: Vec<PlannedWorkspace>,
+    total: usize,
+}
+
+impl RevisionSink for ChunkWriter<'_> {
+    async fn accept(&mut self, revision: RepositoryRevision) -> Result<(), String> {
+        for planned in plan_workspaces(self.state, self.spec, self.row, &revision).await? {
+            self.pending.push(planned);
+            if self.pending.len() >= CHUNK {
+                let chunk = std::mem::take(&mut self.pending);
+                self.total += write_chunk(self.state, self.spec, self.row, self.secrets, chunk).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Repositories are read from the store a page at a time; each page is searched (several
+/// repositories at once) and its revisions handed on before the next page is read, so
+/// workspaces are queued while later pages are still being searched.
+const SEARCH_PAGE: i64 = 1000;
+/// Repositories searched at once: git work is part IO, part CPU.
+const SEARCH_CONCURRENCY: usize = 8;
+
+/// Merges the `on` entries into repository revisions and hands them to `sink` sorted by
+/// repository name, page by page. An explicit `repository` entry overrides what queries found
+/// for it (later explicit entries override earlier ones); among queries, the last one that
+/// matches a repository gives its search result paths; `count:` limits each query.
 /// Only repositories `visibility` allows are considered.
-async fn resolve_repositories(state: &SharedState, spec: &BatchSpec, visibility: &RepositoryVisibility) -> Result<Vec<RepositoryRevision>, String> {
-    let mut by_repository: BTreeMap<String, Vec<RepositoryRevision>> = BTreeMap::new();
-    let mut explicit: BTreeSet<String> = BTreeSet::new();
+async fn resolve_revisions(state: &SharedState, spec: &BatchSpec, visibility: &RepositoryVisibility, sink: &mut impl RevisionSink) -> Result<(), String> {
+    let mut explicit: BTreeMap<String, Vec<RepositoryRevision>> = BTreeMap::new();
+    let mut queries: Vec<QueryProgress> = Vec::new();
     for entry in &spec.on {
         match entry {
             OnEntry::Query { repositories_matching_query } => {
-                for revision in search(state, repositories_matching_query, spec.version, visibility).await? {
-                    let name = revision.repository.name.clone();
-                    if !explicit.contains(&name) {
-                        by_repository.insert(name, vec![revision]);
-                    }
-                }
+                let query = Query::parse(repositories_matching_query, spec.version)
+                    .map_err(|error| format!("repositoriesMatchingQuery {repositories_matching_query:?}: {error}"))?;
+                queries.push(QueryProgress { remaining: query.count, query });
             }
             OnEntry::Repository { repository, branches } => {
                 let found = state
@@ -119,12 +146,126 @@ async fn resolve_repositories(state: &SharedState, spec: &BatchSpec, visibility:
                     .filter(|found| visibility.can_read(found))
                     .ok_or_else(|| format!("repository {repository} not found: check the name with `flotilla repos list`, or add its code host"))?;
                 let revisions = explicit_revisions(state, &found, branches).await?;
-                explicit.insert(repository.clone());
-                by_repository.insert(repository.clone(), revisions);
+                explicit.insert(repository.clone(), revisions);
             }
         }
     }
-    Ok(by_repository.into_values().flatten().collect())
+    let explicit_names: BTreeSet<String> = explicit.keys().cloned().collect();
+    let mut explicit = explicit.into_iter().peekable();
+    let mut after: Option<String> = None;
+    while !queries.is_empty() && queries.iter().any(|query| query.remaining != Some(0)) {
+        let page = state.store.list_repositories(after.as_deref(), SEARCH_PAGE).await.map_err(|error| error.to_string())?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.name.clone());
+        for revision in search_page(state, &mut queries, page, visibility, &explicit_names).await? {
+            while let Some((_, revisions)) = explicit.next_if(|(name, _)| *name < revision.repository.name) {
+                for explicit_revision in revisions {
+                    sink.accept(explicit_revision).await?;
+                }
+            }
+            sink.accept(revision).await?;
+        }
+    }
+    for (_, revisions) in explicit {
+        for revision in revisions {
+            sink.accept(revision).await?;
+        }
+    }
+    Ok(())
+}
+
+/// A `repositoriesMatchingQuery` and how many more repositories its `count:` allows.
+struct QueryProgress {
+    query: Query,
+    remaining: Option<usize>,
+}
+
+/// Searches one page of repositories (sorted by name) with every query that still may match,
+/// several repositories at once; returns the matches in name order.
+async fn search_page(
+    state: &SharedState,
+    queries: &mut [QueryProgress],
+    page: Vec<Repository>,
+    visibility: &RepositoryVisibility,
+    explicit: &BTreeSet<String>,
+) -> Result<Vec<RepositoryRevision>, String> {
+    use futures_util::StreamExt;
+    let mut candidates = Vec::new();
+    for repository in page {
+        if repository.mirror_state != MirrorState::Ready || !visibility.can_read(&repository) || explicit.contains(&repository.name) {
+            continue;
+        }
+        let Some(revision) = default_revision(&repository) else { continue };
+        let facts = RepositoryFacts { name: &repository.name, fork: repository.fork, archived: repository.archived };
+        let relevant: Vec<(usize, Query)> = queries
+            .iter()
+            .enumerate()
+            .filter(|(_, progress)| progress.remaining != Some(0) && progress.query.repository_passes(facts))
+            .map(|(index, progress)| (index, progress.query.clone()))
+            .collect();
+        if !relevant.is_empty() {
+            candidates.push((revision, relevant));
+        }
+    }
+    let searches = candidates.into_iter().map(|(revision, relevant)| {
+        let state = state.clone();
+        async move {
+            let outcomes = match_candidate(&state, &revision, relevant).await?;
+            Ok::<_, String>((revision, outcomes))
+        }
+    });
+    let results: Vec<Result<_, String>> = futures_util::stream::iter(searches).buffered(SEARCH_CONCURRENCY).collect().await;
+    let mut found = Vec::new();
+    for result in results {
+        let (mut revision, outcomes) = result?;
+        let mut matched: Option<Vec<String>> = None;
+        for (index, outcome) in outcomes {
+            let progress = &mut queries[index];
+            if progress.remaining == Some(0) {
+                continue;
+            }
+            if let Some(outcome) = outcome {
+                matched = Some(outcome.file_paths);
+                if let Some(remaining) = progress.remaining.as_mut() {
+                    *remaining -= 1;
+                }
+            }
+        }
+        if let Some(file_paths) = matched {
+            revision.file_matches = file_paths.into_iter().collect();
+            found.push(revision);
+        }
+    }
+    Ok(found)
+}
+
+/// Matches one repository against the queries that may match it, listing its files once.
+async fn match_candidate(
+    state: &SharedState,
+    revision: &RepositoryRevision,
+    queries: Vec<(usize, Query)>,
+) -> Result<Vec<(usize, Option<flotilla_search::RepositoryMatch>)>, String> {
+    let repository = &revision.repository;
+    if queries.iter().all(|(_, query)| query.repository_only) {
+        return Ok(queries.into_iter().map(|(index, _)| (index, Some(Default::default()))).collect());
+    }
+    let state = state.clone();
+    let (id, name, commit) = (repository.id, repository.name.clone(), revision.commit.clone());
+    let (fork, archived) = (repository.fork, repository.archived);
+    let searched = name.clone();
+    tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Handle::current();
+        let mirror = mirror_path(&state.config, id);
+        let mut source = MirrorFiles { runtime, state: state.clone(), repository: id, mirror, commit, reader: None, files: None };
+        let facts = RepositoryFacts { name: &name, fork, archived };
+        queries
+            .into_iter()
+            .map(|(index, query)| match_repository(&query, facts, &mut source).map(|outcome| (index, outcome)))
+            .collect::<Result<Vec<_>, String>>()
+    })
+    .await
+    .map_err(|error| format!("searching {searched}: {error}"))?
+    .map_err(|error| format!("searching {searched}: {error}"))
 }
 
 async fn explicit_revisions(state: &SharedState, repository: &Repository, branches: &[String]) -> Result<Vec<RepositoryRevision>, String> {
@@ -166,73 +307,81 @@ fn default_revision(repository: &Repository) -> Option<RepositoryRevision> {
     })
 }
 
-/// Answers a `repositoriesMatchingQuery` over every mirrored repository's default branch.
-async fn search(state: &SharedState, text: &str, spec_version: u8, visibility: &RepositoryVisibility) -> Result<Vec<RepositoryRevision>, String> {
-    let query = Query::parse(text, spec_version).map_err(|error| format!("repositoriesMatchingQuery {text:?}: {error}"))?;
-    let mut found = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = state.store.list_repositories(after.as_deref(), 1000).await.map_err(|error| error.to_string())?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.name.clone());
-        for repository in page {
-            if repository.mirror_state != MirrorState::Ready || !visibility.can_read(&repository) {
-                continue;
-            }
-            let facts = RepositoryFacts { name: &repository.name, fork: repository.fork, archived: repository.archived };
-            if !query.repository_passes(facts) {
-                continue;
-            }
-            let Some(mut revision) = default_revision(&repository) else { continue };
-            let matched = if query.repository_only {
-                Some(Default::default())
-            } else {
-                let mirror = mirror_path(&state.config, repository.id);
-                let commit = revision.commit.clone();
-                let query = query.clone();
-                let name = repository.name.clone();
-                let (fork, archived) = (repository.fork, repository.archived);
-                tokio::task::spawn_blocking(move || {
-                    let runtime = tokio::runtime::Handle::current();
-                    let mut source = MirrorFiles { runtime, mirror, commit, reader: None, files: Vec::new() };
-                    match_repository(&query, RepositoryFacts { name: &name, fork, archived }, &mut source)
-                })
-                .await
-                .map_err(|error| format!("searching {}: {error}", repository.name))?
-                .map_err(|error| format!("searching {}: {error}", repository.name))?
-            };
-            if let Some(matched) = matched {
-                revision.file_matches = matched.file_paths.into_iter().collect();
-                found.push(revision);
-                if query.count.is_some_and(|count| found.len() >= count) {
-                    return Ok(found);
-                }
-            }
+/// File listings of mirrored commits, shared by search and workspace planning: one
+/// `git ls-tree` per repository and commit instead of one for the search, one for
+/// `.batchignore` and one for `workspaces`, and none when a spec is resolved again. Commits
+/// never change, so entries never go stale; the cache is emptied when it grows too large.
+#[derive(Default)]
+pub struct TreeCache {
+    inner: std::sync::Mutex<TreeCacheInner>,
+}
+
+#[derive(Default)]
+struct TreeCacheInner {
+    trees: std::collections::HashMap<(flotilla_store::RepositoryId, String), std::sync::Arc<Vec<flotilla_git::TreeEntry>>>,
+    entries: usize,
+}
+
+/// File entries kept at most (about 100 bytes each).
+const TREE_CACHE_ENTRIES: usize = 2_000_000;
+
+impl TreeCache {
+    /// The files of `commit` in a repository's mirror.
+    pub async fn files(
+        &self,
+        mirror: &std::path::Path,
+        repository: flotilla_store::RepositoryId,
+        commit: &str,
+    ) -> Result<std::sync::Arc<Vec<flotilla_git::TreeEntry>>, String> {
+        let key = (repository, commit.to_owned());
+        if let Some(found) = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner).trees.get(&key) {
+            return Ok(found.clone());
         }
+        let commit_id = CommitId::new(commit).map_err(|error| error.to_string())?;
+        let files = std::sync::Arc::new(flotilla_git::list_files(mirror, &commit_id).await.map_err(|error| error.to_string())?);
+        let mut inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if inner.entries + files.len() > TREE_CACHE_ENTRIES {
+            inner.trees.clear();
+            inner.entries = 0;
+        }
+        inner.entries += files.len();
+        inner.trees.insert(key, files.clone());
+        Ok(files)
     }
-    Ok(found)
 }
 
 /// Reads a mirror's files for the search matcher, from a blocking thread.
 struct MirrorFiles {
     runtime: tokio::runtime::Handle,
+    state: SharedState,
+    repository: flotilla_store::RepositoryId,
     mirror: std::path::PathBuf,
     commit: String,
     reader: Option<flotilla_git::BlobReader>,
-    files: Vec<flotilla_git::TreeEntry>,
+    files: Option<std::sync::Arc<Vec<flotilla_git::TreeEntry>>>,
+}
+
+impl MirrorFiles {
+    fn listing(&mut self) -> Result<std::sync::Arc<Vec<flotilla_git::TreeEntry>>, String> {
+        if let Some(files) = &self.files {
+            return Ok(files.clone());
+        }
+        let files = self.runtime.block_on(self.state.trees.files(&self.mirror, self.repository, &self.commit))?;
+        self.files = Some(files.clone());
+        Ok(files)
+    }
 }
 
 impl FileSource for MirrorFiles {
     type Error = String;
 
     fn files(&mut self) -> Result<Vec<FileEntry>, String> {
-        let commit = CommitId::new(&self.commit).map_err(|error| error.to_string())?;
-        self.files = self.runtime.block_on(flotilla_git::list_files(&self.mirror, &commit)).map_err(|error| error.to_string())?;
-        Ok(self.files.iter().map(|entry| FileEntry { path: entry.path.clone(), size: entry.size.unwrap_or(0) }).collect())
+        Ok(self.listing()?.iter().map(|entry| FileEntry { path: entry.path.clone(), size: entry.size.unwrap_or(0) }).collect())
     }
 
     fn content(&mut self, path: &str) -> Result<Vec<u8>, String> {
-        let Some(entry) = self.files.iter().find(|entry| entry.path == path) else {
+        let files = self.listing()?;
+        let Some(entry) = files.iter().find(|entry| entry.path == path) else {
             return Ok(Vec::new());
         };
         let blob_id = entry.blob_id.clone();
@@ -271,21 +420,30 @@ pub struct WorkspacePreview {
 /// Ignored workspaces (`.batchignore`) are listed with `ignored: true` so users see why a
 /// repository will be left out.
 pub async fn preview_workspaces(state: &SharedState, spec: &BatchSpec, visibility: &RepositoryVisibility) -> Result<Vec<WorkspacePreview>, String> {
-    let mut previews = Vec::new();
-    for revision in resolve_repositories(state, spec, visibility).await? {
-        for planned in plan_workspaces_for(state, spec, flotilla_store::BatchSpecId(0), true, &revision).await? {
-            previews.push(WorkspacePreview {
-                repository: planned.repository.name.clone(),
-                branch: planned.workspace.branch,
-                commit: planned.workspace.commit,
-                path: planned.workspace.path,
-                search_result_paths: planned.workspace.file_matches,
-                ignored: planned.workspace.ignored,
-                skipped_steps: planned.skipped_steps,
-            });
+    struct Previews<'a> {
+        state: &'a SharedState,
+        spec: &'a BatchSpec,
+        previews: Vec<WorkspacePreview>,
+    }
+    impl RevisionSink for Previews<'_> {
+        async fn accept(&mut self, revision: RepositoryRevision) -> Result<(), String> {
+            for planned in plan_workspaces_for(self.state, self.spec, flotilla_store::BatchSpecId(0), true, &revision).await? {
+                self.previews.push(WorkspacePreview {
+                    repository: planned.repository.name.clone(),
+                    branch: planned.workspace.branch,
+                    commit: planned.workspace.commit,
+                    path: planned.workspace.path,
+                    search_result_paths: planned.workspace.file_matches,
+                    ignored: planned.workspace.ignored,
+                    skipped_steps: planned.skipped_steps,
+                });
+            }
+            Ok(())
         }
     }
-    Ok(previews)
+    let mut sink = Previews { state, spec, previews: Vec::new() };
+    resolve_revisions(state, spec, visibility, &mut sink).await?;
+    Ok(sink.previews)
 }
 
 async fn plan_workspaces_for(
@@ -299,9 +457,8 @@ async fn plan_workspaces_for(
         return Ok(Vec::new());
     }
     let mirror = mirror_path(&state.config, revision.repository.id);
-    let commit = CommitId::new(&revision.commit).map_err(|error| error.to_string())?;
-    let batch_ignore = RepoPath::new(".batchignore").map_err(|error| error.to_string())?;
-    let ignored = flotilla_git::file_exists(&mirror, &commit, &batch_ignore).await.map_err(|error| error.to_string())?;
+    let files = state.trees.files(&mirror, revision.repository.id, &revision.commit).await?;
+    let ignored = files.iter().any(|file| file.path == ".batchignore");
     if ignored && !allow_ignored {
         return Ok(Vec::new());
     }
@@ -320,9 +477,8 @@ async fn plan_workspaces_for(
     match matching.first() {
         None => paths.push((String::new(), false)),
         Some(rule) => {
-            let files = flotilla_git::list_files(&mirror, &commit).await.map_err(|error| error.to_string())?;
             let mut directories = BTreeSet::new();
-            for file in files {
+            for file in files.iter() {
                 let (directory, name) = file.path.rsplit_once('/').unwrap_or(("", file.path.as_str()));
                 if name == rule.root_at_location_of {
                     directories.insert(directory.to_owned());
@@ -442,7 +598,7 @@ async fn write_chunk(
     let count = rows.len();
     if !jobs.is_empty() {
         state.store.enqueue_execution_jobs(&jobs, now).await.map_err(|error| error.to_string())?;
-        state.jobs_queued.notify_waiters();
+        state.jobs_were_queued();
     }
     Ok(count)
 }

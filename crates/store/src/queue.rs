@@ -22,7 +22,7 @@
 use sqlx::AssertSqlSafe;
 
 use crate::Store;
-use crate::backend::{BULK_INSERT_ROWS, placeholders, values_rows};
+use crate::backend::{BULK_INSERT_ROWS, Dialect, placeholders, values_rows};
 use crate::error::StoreError;
 use crate::ids::{BatchSpecId, JobId, RepositoryId, UserId, WorkspaceId};
 use crate::json::{JsonText, NullableJsonText, text_enum, to_text};
@@ -33,11 +33,9 @@ use crate::json::{JsonText, NullableJsonText, text_enum, to_text};
 macro_rules! finish_report {
     ($tx:ident, $job_id:expr, $final_state:expr) => {{
         match $final_state {
+            // The job's token needs no delete: tokens only grant while their job is
+            // processing, and the next attempt's dequeue replaces it.
             Some(state) => {
-                sqlx::query("DELETE FROM job_tokens WHERE job_id = $1")
-                    .bind($job_id)
-                    .execute(&mut **$tx)
-                    .await?;
                 Ok(CompletionOutcome::Applied {
                     final_state: JobState::try_from(state)?,
                 })
@@ -466,84 +464,104 @@ impl Store {
         now_ms: i64,
     ) -> Result<Option<DequeuedJob>, StoreError> {
         write_transaction!(self, tx, dialect => {
-            let candidate_users_sql = format!(
-                "SELECT q.user_id FROM user_queue_state q WHERE EXISTS (\
-                 SELECT 1 FROM execution_jobs j WHERE j.state = 'queued' AND j.user_id = q.user_id \
-                 AND j.cancel = FALSE AND {}) ORDER BY q.dequeue_sequence, q.user_id LIMIT $1",
-                routing.condition(2)
-            );
-            let mut candidate_users_query =
-                sqlx::query_scalar::<_, UserId>(AssertSqlSafe(candidate_users_sql)).bind(DEQUEUE_CANDIDATE_USERS);
-            for key in &routing.satisfiable_keys {
-                candidate_users_query = candidate_users_query.bind(key.clone());
-            }
-            let candidate_users = candidate_users_query.fetch_all(&mut **tx).await?;
-
-            let oldest_job_sql = format!(
-                "SELECT j.id FROM execution_jobs j WHERE j.state = 'queued' AND j.user_id = $1 \
-                 AND j.cancel = FALSE AND {} ORDER BY j.queued_at, j.id LIMIT 1{}",
-                routing.condition(2),
-                dialect.skip_locked()
-            );
-            let mut claimed: Option<(UserId, JobId)> = None;
-            for user_id in candidate_users {
-                let mut oldest_job_query =
-                    sqlx::query_scalar::<_, JobId>(AssertSqlSafe(oldest_job_sql.clone())).bind(user_id);
-                for key in &routing.satisfiable_keys {
-                    oldest_job_query = oldest_job_query.bind(key.clone());
+            let claimed = match dialect {
+                // One writer at a time: the fairest user's oldest eligible job is claimed in
+                // one statement (each statement is a round trip to SQLite's worker thread).
+                Dialect::Sqlite => {
+                    let claim_sql = format!(
+                        concat!(
+                            "UPDATE execution_jobs SET state = 'processing', started_at = $1, last_heartbeat_at = $1, \
+                             executor_name = $2, finished_at = NULL, failure_message = NULL, result = NULL \
+                             WHERE id = (SELECT j.id FROM execution_jobs j WHERE j.state = 'queued' AND j.cancel = FALSE AND {routing} \
+                             AND j.user_id = (SELECT q.user_id FROM user_queue_state q WHERE EXISTS (\
+                             SELECT 1 FROM execution_jobs j WHERE j.state = 'queued' AND j.user_id = q.user_id \
+                             AND j.cancel = FALSE AND {routing}) ORDER BY q.dequeue_sequence, q.user_id LIMIT 1) \
+                             ORDER BY j.queued_at, j.id LIMIT 1) AND state = 'queued' RETURNING ",
+                            job_columns!()
+                        ),
+                        routing = routing.condition(3)
+                    );
+                    let mut claim = sqlx::query_as::<_, ExecutionJob>(AssertSqlSafe(claim_sql)).bind(now_ms).bind(executor_name.to_owned());
+                    for key in &routing.satisfiable_keys {
+                        claim = claim.bind(key.clone());
+                    }
+                    claim.fetch_optional(&mut **tx).await?
                 }
-                if let Some(job_id) = oldest_job_query.fetch_optional(&mut **tx).await? {
-                    claimed = Some((user_id, job_id));
-                    break;
+                // Several servers may dequeue at once: lock the candidate row, skipping rows
+                // other transactions hold, trying users in round-robin order.
+                Dialect::Postgres => {
+                    let candidate_users_sql = format!(
+                        "SELECT q.user_id FROM user_queue_state q WHERE EXISTS (\
+                         SELECT 1 FROM execution_jobs j WHERE j.state = 'queued' AND j.user_id = q.user_id \
+                         AND j.cancel = FALSE AND {}) ORDER BY q.dequeue_sequence, q.user_id LIMIT $1",
+                        routing.condition(2)
+                    );
+                    let mut candidate_users_query =
+                        sqlx::query_scalar::<_, UserId>(AssertSqlSafe(candidate_users_sql)).bind(DEQUEUE_CANDIDATE_USERS);
+                    for key in &routing.satisfiable_keys {
+                        candidate_users_query = candidate_users_query.bind(key.clone());
+                    }
+                    let candidate_users = candidate_users_query.fetch_all(&mut **tx).await?;
+                    let oldest_job_sql = format!(
+                        "SELECT j.id FROM execution_jobs j WHERE j.state = 'queued' AND j.user_id = $1 \
+                         AND j.cancel = FALSE AND {} ORDER BY j.queued_at, j.id LIMIT 1{}",
+                        routing.condition(2),
+                        dialect.skip_locked()
+                    );
+                    let mut locked: Option<JobId> = None;
+                    for user_id in candidate_users {
+                        let mut oldest_job_query =
+                            sqlx::query_scalar::<_, JobId>(AssertSqlSafe(oldest_job_sql.clone())).bind(user_id);
+                        for key in &routing.satisfiable_keys {
+                            oldest_job_query = oldest_job_query.bind(key.clone());
+                        }
+                        if let Some(job_id) = oldest_job_query.fetch_optional(&mut **tx).await? {
+                            locked = Some(job_id);
+                            break;
+                        }
+                    }
+                    match locked {
+                        None => None,
+                        // The row is locked, so it is still queued: the update cannot miss.
+                        Some(job_id) => sqlx::query_as::<_, ExecutionJob>(concat!(
+                            "UPDATE execution_jobs SET state = 'processing', started_at = $2, last_heartbeat_at = $2, \
+                             executor_name = $3, finished_at = NULL, failure_message = NULL, result = NULL \
+                             WHERE id = $1 AND state = 'queued' RETURNING ",
+                            job_columns!()
+                        ))
+                        .bind(job_id)
+                        .bind(now_ms)
+                        .bind(executor_name.to_owned())
+                        .fetch_optional(&mut **tx)
+                        .await?,
+                    }
                 }
-            }
-            let Some((user_id, job_id)) = claimed else {
+            };
+            let Some(job) = claimed else {
                 return Ok(None);
             };
 
-            let job = sqlx::query_as::<_, ExecutionJob>(concat!(
-                "UPDATE execution_jobs SET state = 'processing', started_at = $2, last_heartbeat_at = $2, \
-                 executor_name = $3, finished_at = NULL, failure_message = NULL, result = NULL \
-                 WHERE id = $1 AND state = 'queued' RETURNING ",
-                job_columns!()
-            ))
-            .bind(job_id)
-            .bind(now_ms)
-            .bind(executor_name.to_owned())
-            .fetch_optional(&mut **tx)
-            .await?;
-            let Some(job) = job else {
-                // Only reachable on PostgreSQL if the row changed between the lock and the
-                // update, which the lock prevents; treat it as "nothing to do right now".
-                return Ok(None);
-            };
-
+            // The token, scoped to the workspace's repository (read in the same statement).
             let repository_id = sqlx::query_scalar::<_, RepositoryId>(
-                "SELECT repository_id FROM workspaces WHERE id = $1",
-            )
-            .bind(job.workspace_id)
-            .fetch_one(&mut **tx)
-            .await?;
-
-            sqlx::query(
                 "INSERT INTO job_tokens (job_id, token_hash, repository_id, created_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (job_id) DO UPDATE SET \
+                 SELECT $1, $2, w.repository_id, $3, $4 FROM workspaces w WHERE w.id = $5 \
+                 ON CONFLICT (job_id) DO UPDATE SET \
                  token_hash = excluded.token_hash, repository_id = excluded.repository_id, \
-                 created_at = excluded.created_at, expires_at = excluded.expires_at",
+                 created_at = excluded.created_at, expires_at = excluded.expires_at RETURNING repository_id",
             )
             .bind(job.id)
             .bind(job_token.token_hash.clone())
-            .bind(repository_id)
             .bind(now_ms)
             .bind(job_token.expires_at_ms)
-            .execute(&mut **tx)
+            .bind(job.workspace_id)
+            .fetch_one(&mut **tx)
             .await?;
 
             sqlx::query(
                 "UPDATE user_queue_state SET last_dequeued_at = $2, dequeue_sequence = \
                  (SELECT MAX(dequeue_sequence) FROM user_queue_state) + 1 WHERE user_id = $1",
             )
-            .bind(user_id)
+            .bind(job.user_id)
             .bind(now_ms)
             .execute(&mut **tx)
             .await?;
@@ -650,6 +668,36 @@ impl Store {
             .bind(now_ms)
             .fetch_optional(pool)
             .await?)
+        })
+    }
+
+    /// [`Store::lookup_job_token`] and the job it grants, in one query (every report an
+    /// executor sends starts with both).
+    pub async fn lookup_job_token_with_job(
+        &self,
+        token_hash: &str,
+        now_ms: i64,
+    ) -> Result<Option<(JobTokenGrant, ExecutionJob)>, StoreError> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            job: ExecutionJob,
+            grant_repository_id: RepositoryId,
+        }
+        on_pool!(self, pool, dialect => {
+            let row = sqlx::query_as::<_, Row>(
+                "SELECT j.id, j.workspace_id, j.batch_spec_id, j.user_id, j.state, j.cancel, j.routing_key, \
+                 j.num_resets, j.num_failures, j.queued_at, j.started_at, j.finished_at, j.last_heartbeat_at, \
+                 j.executor_name, j.failure_message, j.result, j.payload, j.created_at, \
+                 t.repository_id AS grant_repository_id \
+                 FROM job_tokens t JOIN execution_jobs j ON j.id = t.job_id \
+                 WHERE t.token_hash = $1 AND t.expires_at > $2 AND j.state = 'processing'",
+            )
+            .bind(token_hash.to_owned())
+            .bind(now_ms)
+            .fetch_optional(pool)
+            .await?;
+            Ok(row.map(|row| (JobTokenGrant { job_id: row.job.id, repository_id: row.grant_repository_id }, row.job)))
         })
     }
 

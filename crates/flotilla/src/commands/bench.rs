@@ -5,6 +5,10 @@
 //! executor HTTP API with no-op executors (dequeue, then complete with an empty result), so
 //! the figure is the server's own cost per job: HTTP, authentication, the queue transaction,
 //! the job token, the completion.
+//!
+//! `bench resolution` builds N real bare mirrors (hard-linked copies of two small
+//! repositories, so building 10,000 takes seconds), registers them as mirrored, and times the
+//! server's own resolution worker on `repositoriesMatchingQuery` specs.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -18,7 +22,7 @@ use flotilla_store::{
 };
 use flotilla_wire::{DequeueRequest, ExecutorDescription, Job, JobResult};
 
-use crate::cli::BenchQueueArgs;
+use crate::cli::{BenchQueueArgs, BenchResolutionArgs};
 
 pub async fn queue(arguments: BenchQueueArgs) -> anyhow::Result<ExitCode> {
     let data = tempfile_directory()?;
@@ -176,4 +180,164 @@ fn tempfile_directory() -> anyhow::Result<std::path::PathBuf> {
     let directory = std::env::temp_dir().join(format!("flotilla-bench-{}-{}", std::process::id(), Clock::now_ms()));
     std::fs::create_dir_all(&directory).with_context(|| format!("creating {}", directory.display()))?;
     Ok(directory)
+}
+
+pub async fn resolution(arguments: BenchResolutionArgs) -> anyhow::Result<ExitCode> {
+    let data = tempfile_directory()?;
+    let config = ServerConfig::new("127.0.0.1:0".parse()?, data.clone(), flotilla_server::secrets_crypto::SecretKey::generate());
+    let store = open_store(&config).await?;
+    bootstrap(&store, None, None).await?;
+    let admin = store.get_user_by_username("admin").await?.context("bootstrap created the admin")?;
+
+    // Two template mirrors: one in ten repositories is a Go module.
+    let templates = data.join("templates");
+    let plain = make_template(&templates, "plain", &[("README.md", "# service\n"), ("src/main.rs", "fn main() {}\n")])?;
+    let go = make_template(&templates, "go", &[("README.md", "# service\n"), ("go.mod", "module example.com/service\n"), ("cmd/main.go", "package main\n")])?;
+    let now = Clock::now_ms();
+    let code_host = store
+        .create_code_host(
+            &NewCodeHost {
+                kind: CodeHostKind::GitUrls,
+                name: "bench".into(),
+                url: String::new(),
+                config: serde_json::json!({ "urls": [] }),
+                credential_ciphertext: None,
+                credential_nonce: None,
+                restricted_to: None,
+            },
+            now,
+        )
+        .await?;
+    let setup = Instant::now();
+    std::fs::create_dir_all(config.mirrors_dir())?;
+    for index in 0..arguments.repositories {
+        let repository = store
+            .upsert_repository(
+                &NewRepository {
+                    code_host_id: code_host.id,
+                    name: format!("bench/service-{index:05}"),
+                    clone_url: String::new(),
+                    default_branch: Some("main".into()),
+                    archived: false,
+                    fork: false,
+                },
+                now,
+            )
+            .await?;
+        let (template, commit) = if index % 10 == 0 { &go } else { &plain };
+        hard_link_tree(template, &flotilla_server::mirrors::mirror_path(&config, repository.id))?;
+        store
+            .update_repository_mirror_state(
+                repository.id,
+                &flotilla_store::MirrorStateUpdate {
+                    mirror_state: flotilla_store::MirrorState::Ready,
+                    head_commit: Some(commit.clone()),
+                    default_branch: Some("main".into()),
+                    last_error: None,
+                    synced_at: Some(now),
+                },
+            )
+            .await?;
+    }
+    eprintln!("{} mirrors ready in {:.1} s", arguments.repositories, setup.elapsed().as_secs_f64());
+
+    let server = start(config, store.clone()).await?;
+    let matching_names = arguments.repositories.min(1000);
+    let queries = [
+        ("repo:^bench/service-0", matching_names, "name-only query (repo:^bench/service-0)"),
+        ("file:^go\\.mod$", arguments.repositories.div_ceil(10), "file query over every repository (file:^go\\.mod$)"),
+    ];
+    for (round, warmth) in ["cold", "warm"].iter().enumerate() {
+        for (query, expected, label) in &queries {
+            let spec_text = format!(
+                "name: bench-resolution\non:\n  - repositoriesMatchingQuery: {query}\nsteps:\n  - run: \"true\"\n    container: alpine:3\nchangesetTemplate:\n  title: t\n  branch: b-${{{{ repository.name }}}}\n  commit:\n    message: m\n"
+            );
+            let spec = flotilla_spec::parse_batch_spec(&spec_text).map_err(|_| anyhow::anyhow!("bench spec invalid"))?.spec;
+            let started = Instant::now();
+            let batch_spec = store
+                .create_batch_spec(
+                    &NewBatchSpec {
+                        rand_id: format!("resolution{round}{}", query.len()),
+                        namespace: Namespace::User(admin.id),
+                        creator_user_id: admin.id,
+                        name: "bench-resolution".into(),
+                        raw_spec: spec_text.clone(),
+                        parsed_spec: serde_json::to_value(&spec)?,
+                        created_from_raw: true,
+                        allow_unsupported: false,
+                        allow_ignored: false,
+                        no_cache: true,
+                        batch_change_id: None,
+                    },
+                    Clock::now_ms(),
+                )
+                .await?;
+            server.state.resolution_requested.notify_one();
+            let mut first_job: Option<f64> = None;
+            let finished = loop {
+                if first_job.is_none() && store.count_workspaces(batch_spec.id).await? > 0 {
+                    first_job = Some(started.elapsed().as_secs_f64());
+                }
+                let job = store.get_resolution_job(batch_spec.id).await?.context("the resolution job exists")?;
+                match job.state {
+                    flotilla_store::ResolutionState::Completed => break started.elapsed().as_secs_f64(),
+                    flotilla_store::ResolutionState::Failed => anyhow::bail!("resolution failed: {}", job.failure_message.unwrap_or_default()),
+                    _ => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+                }
+            };
+            let workspaces = store.count_workspaces(batch_spec.id).await?;
+            anyhow::ensure!(workspaces == *expected as i64, "{label}: {workspaces} workspaces, expected {expected}");
+            println!(
+                "resolution ({warmth}), {label} over {} repositories: {workspaces} workspaces; first queued after {:.2} s, all after {finished:.2} s",
+                arguments.repositories,
+                first_job.unwrap_or(finished),
+            );
+        }
+    }
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&data);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A bare repository with one commit of `files`; returns its path and head commit.
+fn make_template(root: &std::path::Path, name: &str, files: &[(&str, &str)]) -> anyhow::Result<(std::path::PathBuf, String)> {
+    let work = root.join(format!("{name}-work"));
+    for (path, content) in files {
+        let file = work.join(path);
+        std::fs::create_dir_all(file.parent().context("a file has a folder")?)?;
+        std::fs::write(&file, content)?;
+    }
+    let git = |directory: &std::path::Path, arguments: &[&str]| -> anyhow::Result<String> {
+        let output = std::process::Command::new("git")
+            .args(arguments)
+            .current_dir(directory)
+            .env("GIT_AUTHOR_DATE", "2024-01-01T00:00:00Z")
+            .env("GIT_COMMITTER_DATE", "2024-01-01T00:00:00Z")
+            .output()
+            .with_context(|| format!("running git {arguments:?}"))?;
+        anyhow::ensure!(output.status.success(), "git {arguments:?}: {}", String::from_utf8_lossy(&output.stderr));
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    };
+    git(&work, &["init", "-q", "-b", "main"])?;
+    git(&work, &["add", "-A"])?;
+    git(&work, &["-c", "user.name=Bench", "-c", "user.email=bench@example.com", "commit", "-q", "-m", "init"])?;
+    let commit = git(&work, &["rev-parse", "HEAD"])?;
+    let bare = root.join(format!("{name}.git"));
+    git(root, &["clone", "-q", "--bare", work.to_str().context("UTF-8 path")?, bare.to_str().context("UTF-8 path")?])?;
+    Ok((bare, commit))
+}
+
+/// Copies a folder as hard links (git objects never change, so mirrors can share them).
+fn hard_link_tree(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            hard_link_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::hard_link(entry.path(), &target).with_context(|| format!("linking {}", target.display()))?;
+        }
+    }
+    Ok(())
 }

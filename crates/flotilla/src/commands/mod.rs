@@ -23,6 +23,7 @@ pub fn run(arguments: Cli) -> anyhow::Result<ExitCode> {
         Command::Batch(BatchCommand::Repositories(repositories)) => runtime()?.block_on(remote::repositories(repositories)),
         Command::Up(up) => runtime()?.block_on(up::up(up)),
         Command::Bench(BenchCommand::Queue(queue)) => runtime()?.block_on(bench::queue(queue)),
+        Command::Bench(BenchCommand::Resolution(resolution)) => runtime()?.block_on(bench::resolution(resolution)),
         Command::Server(server) => runtime()?.block_on(up::server(server)),
         Command::Executor(executor) => runtime()?.block_on(up::executor(executor)),
         Command::Codehost(CodehostCommand::Add(add)) => runtime()?.block_on(codehost::add(add)),
