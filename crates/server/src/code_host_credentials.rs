@@ -45,12 +45,12 @@ pub fn validate(credential: &SetCodeHostCredential) -> ApiResult<()> {
     if token.chars().any(char::is_control) {
         return Err(ApiError::bad_request("the token contains a line break or control character; send it on one line without a trailing newline"));
     }
-    if let Some(username) = &credential.username {
-        if username.is_empty() || username.len() > MAX_USERNAME_BYTES || username.contains(':') || username.chars().any(char::is_control) {
-            return Err(ApiError::bad_request(format!(
-                "the username must be 1 to {MAX_USERNAME_BYTES} characters without `:` or control characters; leave it out to use the code host's default"
-            )));
-        }
+    if let Some(username) = &credential.username
+        && (username.is_empty() || username.len() > MAX_USERNAME_BYTES || username.contains(':') || username.chars().any(char::is_control))
+    {
+        return Err(ApiError::bad_request(format!(
+            "the username must be 1 to {MAX_USERNAME_BYTES} characters without `:` or control characters; leave it out to use the code host's default"
+        )));
     }
     Ok(())
 }
