@@ -472,6 +472,7 @@ pub enum CodehostCommand {
     /// Examples:
     ///   flotilla codehost add --kind git --name local --path /srv/git
     ///   flotilla codehost add --kind git-urls --name mirror --urls https://example.com/a.git,https://example.com/b.git
+    ///   printf %s "$TOKEN" | flotilla codehost add --kind git-urls --name private --urls https://example.com/c.git --token-stdin
     #[command(verbatim_doc_comment)]
     Add(CodehostAddArgs),
     /// List code host connections (those whose repositories you may read).
@@ -484,6 +485,60 @@ pub enum CodehostCommand {
     ///   flotilla codehost restrict internal --everyone
     #[command(verbatim_doc_comment)]
     Restrict(CodehostRestrictArgs),
+    /// Manage code host credentials: the connection's (site admins; used to mirror its
+    /// repositories) or your own (--mine; your pull requests are opened with it). Tokens are
+    /// read from standard input, stored encrypted and never shown again.
+    ///
+    /// Examples:
+    ///   printf %s "$TOKEN" | flotilla codehost credential set github --username bot
+    ///   printf %s "$MY_TOKEN" | flotilla codehost credential set github --mine
+    ///   flotilla codehost credential list
+    #[command(subcommand, verbatim_doc_comment)]
+    Credential(CodehostCredentialCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CodehostCredentialCommand {
+    /// Set a credential; the token is read from standard input.
+    ///
+    /// Example:
+    ///   printf %s "$TOKEN" | flotilla codehost credential set github --username bot
+    #[command(verbatim_doc_comment)]
+    Set(CodehostCredentialSetArgs),
+    /// Delete a credential.
+    ///
+    /// Example:
+    ///   flotilla codehost credential delete github --mine
+    #[command(verbatim_doc_comment)]
+    Delete(CodehostCredentialNameArgs),
+    /// List your credentials (and, for site admins, the connections'), without values.
+    List(JsonFlag),
+}
+
+#[derive(Debug, Args)]
+pub struct CodehostCredentialSetArgs {
+    /// The code host connection's name (see `flotilla codehost list`).
+    pub name: String,
+    /// The account the token belongs to, for hosts that need one (Bitbucket Server); by
+    /// default `x-access-token` (`oauth2` for GitLab).
+    #[arg(long)]
+    pub username: Option<String>,
+    /// Your own credential rather than the connection's.
+    #[arg(long)]
+    pub mine: bool,
+    #[command(flatten)]
+    pub connection: ServerConnection,
+}
+
+#[derive(Debug, Args)]
+pub struct CodehostCredentialNameArgs {
+    /// The code host connection's name (see `flotilla codehost list`).
+    pub name: String,
+    /// Your own credential rather than the connection's.
+    #[arg(long)]
+    pub mine: bool,
+    #[command(flatten)]
+    pub connection: ServerConnection,
 }
 
 #[derive(Debug, Args)]
@@ -517,6 +572,13 @@ pub struct CodehostAddArgs {
     /// For `--kind git-urls`: clone URLs.
     #[arg(long, value_delimiter = ',')]
     pub urls: Vec<String>,
+    /// Read the connection's access token from standard input (stored encrypted; used to
+    /// clone and fetch).
+    #[arg(long)]
+    pub token_stdin: bool,
+    /// With --token-stdin: the account the token belongs to, if the host needs one.
+    #[arg(long, requires = "token_stdin")]
+    pub username: Option<String>,
     #[command(flatten)]
     pub connection: ServerConnection,
 }

@@ -25,7 +25,7 @@ struct Row {
     method: &'static str,
     /// The route as the router declares it.
     route: &'static str,
-    /// The request path; `{orgspec}`, `{jobA}`, `{jobB}`, `{codehost}` and `{caller}` are
+    /// The request path; `{orgspec}`, `{jobA}`, `{jobB}`, `{codehost}`, `{remotehost}` and `{caller}` are
     /// filled in per run and caller.
     request: &'static str,
     body: &'static str,
@@ -52,6 +52,13 @@ const MATRIX: &[Row] = &[
     row("GET",    "/api/v1/code-hosts",                         "/api/v1/code-hosts",                              "",                  [401, 200, 200, 200, 200, 401, 401]),
     row("POST",   "/api/v1/code-hosts",                         "/api/v1/code-hosts",                              r#"{"kind": "git-urls", "name": "host-{caller}", "urls": ["https://example.invalid/x.git"]}"#, [401, 403, 403, 403, 201, 401, 401]),
     row("PUT",    "/api/v1/code-hosts/{id}/access",             "/api/v1/code-hosts/{codehost}/access",            r#"{"users": [], "orgs": []}"#, [401, 403, 403, 403, 200, 401, 401]),
+    // `{remotehost}` is a git-urls connection restricted to matrix-org: the outsider cannot
+    // read it, so it does not exist for them (404), as for any restricted host.
+    row("PUT",    "/api/v1/code-hosts/{id}/credential",         "/api/v1/code-hosts/{remotehost}/credential",      r#"{"token": "site-{caller}"}"#, [401, 403, 403, 403, 200, 401, 401]),
+    row("DELETE", "/api/v1/code-hosts/{id}/credential",         "/api/v1/code-hosts/{remotehost}/credential",      "",                  [401, 403, 403, 403, 204, 401, 401]),
+    row("PUT",    "/api/v1/code-hosts/{id}/credentials/me",     "/api/v1/code-hosts/{remotehost}/credentials/me",  r#"{"token": "own-{caller}", "username": "{caller}"}"#, [401, 404, 200, 200, 200, 401, 401]),
+    row("GET",    "/api/v1/code-host-credentials",              "/api/v1/code-host-credentials",                   "",                  [401, 200, 200, 200, 200, 401, 401]),
+    row("DELETE", "/api/v1/code-hosts/{id}/credentials/me",     "/api/v1/code-hosts/{remotehost}/credentials/me",  "",                  [401, 404, 204, 204, 204, 401, 401]),
     row("GET",    "/api/v1/repositories",                       "/api/v1/repositories",                            "",                  [401, 200, 200, 200, 200, 401, 401]),
     row("POST",   "/api/v1/repositories/sync",                  "/api/v1/repositories/sync",                       "{}",                [401, 403, 403, 403, 202, 401, 401]),
     row("POST",   "/api/v1/batch-specs",                        "/api/v1/batch-specs",                             NO_JOB_SPEC,         [401, 201, 201, 201, 201, 401, 401]),
@@ -209,6 +216,8 @@ fn set_up(root: &Path) -> (support::Running, World) {
     }
     call("POST", "/api/v1/orgs", &authorization["orgadmin"], r#"{"name": "matrix-org", "membersCanAdminister": false}"#);
     call("PUT", "/api/v1/orgs/matrix-org/members/member", &authorization["orgadmin"], r#"{"role": "member"}"#);
+    let remote_host = call("POST", "/api/v1/code-hosts", &admin, r#"{"kind": "git-urls", "name": "remote", "urls": ["https://example.invalid/remote.git"]}"#);
+    call("PUT", &format!("/api/v1/code-hosts/{}/access", remote_host["id"]), &admin, r#"{"orgs": ["matrix-org"]}"#);
     let org_spec = call(
         "POST",
         "/api/v1/batch-specs",
@@ -236,6 +245,7 @@ fn set_up(root: &Path) -> (support::Running, World) {
     values.insert("{jobA}", jobs[0]["id"].to_string());
     values.insert("{jobB}", jobs[1]["id"].to_string());
     values.insert("{codehost}", hosts[0]["id"].to_string());
+    values.insert("{remotehost}", remote_host["id"].to_string());
     values.insert("EXECUTOR", EXECUTOR_DESCRIPTION.to_owned());
     let job_b_token = format!("Bearer {}", jobs[1]["token"].as_str().expect("job token"));
     (server, World { url, authorization, job_b_token, values })

@@ -297,6 +297,9 @@ fn every_accounts_command_teaches_with_an_example() {
         &["orgs", "remove-member"],
         &["orgs", "set"],
         &["codehost", "restrict"],
+        &["codehost", "credential"],
+        &["codehost", "credential", "set"],
+        &["codehost", "credential", "delete"],
         &["audit-log"],
     ] {
         let output = flotilla().args(command).arg("--help").output().expect("run flotilla");

@@ -93,11 +93,20 @@ async fn list_code_hosts(State(state): State<SharedState>, headers: HeaderMap) -
     let caller = authenticate(&state, &headers).await?;
     let visibility = RepositoryVisibility::for_caller(&state, &caller).await?;
     let hosts = state.store.list_code_hosts().await?;
+    let mine: std::collections::HashSet<CodeHostId> =
+        state.store.list_user_code_host_credentials(caller.user.id).await?.into_iter().map(|credential| credential.code_host_id).collect();
     Ok(Json(
         hosts
             .into_iter()
             .filter(|host| visibility.can_read_host(host.id))
-            .map(|host| CodeHostInfo { id: host.id.0, kind: host.kind.as_str().to_owned(), name: host.name, url: host.url })
+            .map(|host| CodeHostInfo {
+                id: host.id.0,
+                kind: host.kind.as_str().to_owned(),
+                has_credential: host.has_credential(),
+                has_my_credential: mine.contains(&host.id),
+                name: host.name,
+                url: host.url,
+            })
             .collect(),
     ))
 }
@@ -164,16 +173,53 @@ async fn create_code_host(State(state): State<SharedState>, headers: HeaderMap, 
         }
         other => return Err(ApiError::bad_request(format!("code host kind {other:?} is not supported yet; use git-directory or git-urls"))),
     };
+    let credential = match &request.credential {
+        Some(_) if kind == CodeHostKind::GitDirectory => {
+            return Err(ApiError::bad_request("a git-directory code host reads a folder on the server and needs no credential; leave it out"));
+        }
+        Some(credential) => {
+            crate::code_host_credentials::validate(credential)?;
+            Some(crate::code_host_credentials::encrypt(&state.config.secret_key, credential))
+        }
+        None => None,
+    };
     let created = state
         .store
         .create_code_host(
-            &NewCodeHost { kind, name: request.name, url, config, credential_ciphertext: None, credential_nonce: None, restricted_to: None },
+            &NewCodeHost {
+                kind,
+                name: request.name,
+                url,
+                config,
+                credential_ciphertext: credential.as_ref().map(|credential| credential.ciphertext.clone()),
+                credential_nonce: credential.as_ref().map(|credential| credential.nonce.clone()),
+                credential_username: credential.and_then(|credential| credential.username),
+                restricted_to: None,
+            },
             Clock::now_ms(),
         )
         .await?;
-    crate::audit::record(&state, caller.user.id, "code_host.create", "code_host", &created.name, serde_json::json!({ "kind": created.kind.as_str() })).await?;
+    crate::audit::record(
+        &state,
+        caller.user.id,
+        "code_host.create",
+        "code_host",
+        &created.name,
+        serde_json::json!({ "kind": created.kind.as_str(), "credential": created.has_credential() }),
+    )
+    .await?;
     state.sync_requested.notify_one();
-    Ok((StatusCode::CREATED, Json(CodeHostInfo { id: created.id.0, kind: created.kind.as_str().to_owned(), name: created.name, url: created.url })))
+    Ok((
+        StatusCode::CREATED,
+        Json(CodeHostInfo {
+            id: created.id.0,
+            kind: created.kind.as_str().to_owned(),
+            has_credential: created.has_credential(),
+            has_my_credential: false,
+            name: created.name,
+            url: created.url,
+        }),
+    ))
 }
 
 #[derive(Deserialize)]

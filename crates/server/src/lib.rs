@@ -20,6 +20,7 @@ pub mod admission;
 pub mod api;
 pub mod audit;
 pub mod changeset_specs;
+pub mod code_host_credentials;
 pub mod error;
 pub mod executor_api;
 pub mod janitor;
@@ -184,6 +185,7 @@ pub async fn start(config: ServerConfig, store: Store) -> anyhow::Result<Running
         .merge(accounts::router(state.clone()))
         .merge(audit::router(state.clone()))
         .merge(secrets::router(state.clone()))
+        .merge(code_host_credentials::router(state.clone()))
         .merge(tokens::router(state.clone()))
         .merge(executor_api::router(state.clone()));
     let serve_shutdown = shutdown.clone();

@@ -10,6 +10,11 @@
 //! `NAME/<path without .git>`) and `git-urls` (an explicit list of clone URLs, each named
 //! `NAME/<last path segments>`). Forge kinds (GitHub, GitLab, ...) arrive with the changeset
 //! issue.
+//!
+//! Clone and fetch use the connection's credential when it has one
+//! ([`crate::code_host_credentials`]), decrypted just for the git call and passed as an
+//! `Authorization` header through git's environment; a sync that the remote refuses says
+//! whether a credential is missing or was refused, and how to set one.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -120,7 +125,25 @@ pub async fn sync_repository(state: &SharedState, repository: &Repository) {
     };
     let _held = lock.lock().await;
     let path = mirror_path(&state.config, repository.id);
-    let options = flotilla_git::RemoteOptions { credentials: None, timeout: Some(Duration::from_secs(600)) };
+    let code_host = match state.store.get_code_host(repository.code_host_id).await {
+        Ok(code_host) => code_host,
+        Err(error) => {
+            tracing::error!(repo.name = %repository.name, error = %error, "reading the repository's code host failed");
+            return;
+        }
+    };
+    let credentials = match crate::code_host_credentials::connection_git_credentials(&state.config.secret_key, &code_host) {
+        Ok(credentials) => credentials,
+        Err(error) => {
+            let update = failed(format!(
+                "{error}; set the credential of code host {} again with `flotilla codehost credential set {}`",
+                code_host.name, code_host.name
+            ));
+            record(state, repository, &update).await;
+            return;
+        }
+    };
+    let options = flotilla_git::RemoteOptions { credentials: credentials.as_ref(), timeout: Some(Duration::from_secs(600)) };
     let exists = tokio::fs::try_exists(path.join("HEAD")).await.unwrap_or(false);
     if !exists {
         let _ = state
@@ -155,12 +178,32 @@ pub async fn sync_repository(state: &SharedState, repository: &Repository) {
             },
             Err(error) => failed(error.to_string()),
         },
-        Err(error) => failed(error.to_string()),
+        Err(error) => failed(explain_remote_failure(&error, &code_host, credentials.is_some())),
     };
+    record(state, repository, &update).await;
+}
+
+/// A failed clone or fetch, with what to do when the code host refused the (missing) credential.
+fn explain_remote_failure(error: &flotilla_git::GitError, code_host: &CodeHost, had_credential: bool) -> String {
+    let refused = matches!(error, flotilla_git::GitError::Remote { kind: flotilla_git::RemoteFailureKind::Authentication, .. });
+    match (refused, had_credential) {
+        (true, false) => format!(
+            "{error}; code host {} has no credential: set one with `printf %s \"$TOKEN\" | flotilla codehost credential set {} [--username USER]`",
+            code_host.name, code_host.name
+        ),
+        (true, true) => format!(
+            "{error}; the code host refused the credential of {}: check the token's access and set it again with `flotilla codehost credential set {}`",
+            code_host.name, code_host.name
+        ),
+        (false, _) => error.to_string(),
+    }
+}
+
+async fn record(state: &SharedState, repository: &Repository, update: &MirrorStateUpdate) {
     if let Some(message) = &update.last_error {
         tracing::warn!(repo.name = %repository.name, error = %message, "mirror sync failed");
     }
-    if let Err(error) = state.store.update_repository_mirror_state(repository.id, &update).await {
+    if let Err(error) = state.store.update_repository_mirror_state(repository.id, update).await {
         tracing::error!(repo.name = %repository.name, error = %error, "recording the mirror state failed");
     }
 }

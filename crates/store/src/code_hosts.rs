@@ -1,5 +1,5 @@
-//! Code hosts (where repositories come from, with their encrypted credentials) and the mirrored
-//! repositories themselves. Repositories are upserted by name and listed with keyset pagination
+//! Code hosts (where repositories come from, with the connection's encrypted credential) and the
+//! mirrored repositories themselves. Users' own credentials live in [`crate::credentials`]. Repositories are upserted by name and listed with keyset pagination
 //! on name, because there can be tens of thousands.
 
 use crate::Store;
@@ -37,6 +37,8 @@ pub struct NewCodeHost {
     pub config: serde_json::Value,
     pub credential_ciphertext: Option<Vec<u8>>,
     pub credential_nonce: Option<Vec<u8>>,
+    /// The username that goes with the credential (Bitbucket Server needs one); not secret.
+    pub credential_username: Option<String>,
     /// A list of user/org ids allowed to use this host; `None` = everyone.
     pub restricted_to: Option<serde_json::Value>,
 }
@@ -52,9 +54,37 @@ pub struct CodeHost {
     pub config: serde_json::Value,
     pub credential_ciphertext: Option<Vec<u8>>,
     pub credential_nonce: Option<Vec<u8>>,
+    pub credential_username: Option<String>,
+    /// When the credential was last set or removed (unix ms); `None` if it never was.
+    pub credential_updated_at: Option<i64>,
     #[sqlx(try_from = "NullableJsonText")]
     pub restricted_to: Option<serde_json::Value>,
     pub created_at: i64,
+}
+
+impl CodeHost {
+    /// Whether the connection has a credential (its value is never needed to answer this).
+    pub fn has_credential(&self) -> bool {
+        self.credential_ciphertext.is_some() && self.credential_nonce.is_some()
+    }
+}
+
+/// An encrypted credential as the store keeps it: the caller encrypts and decrypts.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EncryptedCredential {
+    pub ciphertext: Vec<u8>,
+    pub nonce: Vec<u8>,
+    /// Not secret: the account the token belongs to, when the code host needs it.
+    pub username: Option<String>,
+}
+
+impl std::fmt::Debug for EncryptedCredential {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("EncryptedCredential")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,7 +126,8 @@ pub struct MirrorStateUpdate {
 
 macro_rules! code_host_columns {
     () => {
-        "id, kind, name, url, config, credential_ciphertext, credential_nonce, restricted_to, created_at"
+        "id, kind, name, url, config, credential_ciphertext, credential_nonce, credential_username, \
+         credential_updated_at, restricted_to, created_at"
     };
 }
 
@@ -116,7 +147,8 @@ impl Store {
         write_transaction!(self, tx, dialect => {
             Ok(sqlx::query_as::<_, CodeHost>(concat!(
                 "INSERT INTO code_hosts (kind, name, url, config, credential_ciphertext, credential_nonce, \
-                 restricted_to, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ",
+                 credential_username, credential_updated_at, restricted_to, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $10, $8, $9) RETURNING ",
                 code_host_columns!()
             ))
             .bind(code_host.kind.as_str())
@@ -125,8 +157,10 @@ impl Store {
             .bind(to_text(&code_host.config))
             .bind(code_host.credential_ciphertext.clone())
             .bind(code_host.credential_nonce.clone())
+            .bind(code_host.credential_username.clone())
             .bind(optional_to_text(&code_host.restricted_to))
             .bind(now_ms)
+            .bind(code_host.credential_ciphertext.is_some().then_some(now_ms))
             .fetch_one(&mut **tx)
             .await?)
         })
@@ -159,7 +193,7 @@ impl Store {
         write_transaction!(self, tx, dialect => {
             sqlx::query_as::<_, CodeHost>(concat!(
                 "UPDATE code_hosts SET kind = $2, name = $3, url = $4, config = $5, credential_ciphertext = $6, \
-                 credential_nonce = $7, restricted_to = $8 WHERE id = $1 RETURNING ",
+                 credential_nonce = $7, restricted_to = $8, credential_username = $9 WHERE id = $1 RETURNING ",
                 code_host_columns!()
             ))
             .bind(code_host_id)
@@ -170,6 +204,40 @@ impl Store {
             .bind(update.credential_ciphertext.clone())
             .bind(update.credential_nonce.clone())
             .bind(optional_to_text(&update.restricted_to))
+            .bind(update.credential_username.clone())
+            .fetch_optional(&mut **tx)
+            .await?
+            .ok_or_else(|| StoreError::not_found(format!("code host {code_host_id}")))
+        })
+    }
+
+    /// Sets (`Some`) or removes (`None`) the connection's credential, in one statement so the
+    /// ciphertext, nonce and username always belong together.
+    pub async fn set_code_host_credential(
+        &self,
+        code_host_id: CodeHostId,
+        credential: Option<&EncryptedCredential>,
+        now_ms: i64,
+    ) -> Result<CodeHost, StoreError> {
+        let (ciphertext, nonce, username) = match credential {
+            Some(credential) => (
+                Some(credential.ciphertext.clone()),
+                Some(credential.nonce.clone()),
+                credential.username.clone(),
+            ),
+            None => (None, None, None),
+        };
+        write_transaction!(self, tx, dialect => {
+            sqlx::query_as::<_, CodeHost>(concat!(
+                "UPDATE code_hosts SET credential_ciphertext = $2, credential_nonce = $3, credential_username = $4, \
+                 credential_updated_at = $5 WHERE id = $1 RETURNING ",
+                code_host_columns!()
+            ))
+            .bind(code_host_id)
+            .bind(ciphertext)
+            .bind(nonce)
+            .bind(username)
+            .bind(now_ms)
             .fetch_optional(&mut **tx)
             .await?
             .ok_or_else(|| StoreError::not_found(format!("code host {code_host_id}")))

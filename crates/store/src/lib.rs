@@ -12,7 +12,8 @@
 //! * SQL text is shared between the backends where both dialects agree (SQLite accepts `$1`
 //!   placeholders); where they differ (row locking) the statement is chosen by [`Dialect`].
 //! * Time is passed in by the caller as unix milliseconds, so tests control "now".
-//! * Secrets arrive already encrypted and tokens already hashed: the store only keeps bytes.
+//! * Secrets and code host credentials arrive already encrypted and tokens already hashed: the
+//!   store only keeps bytes.
 
 #[macro_use]
 mod backend;
@@ -23,6 +24,7 @@ pub mod batch_changes;
 pub mod batch_specs;
 pub mod clock;
 pub mod code_hosts;
+pub mod credentials;
 pub mod error;
 pub mod ids;
 pub mod json;
@@ -41,6 +43,7 @@ pub use audit::*;
 pub use batch_changes::*;
 pub use batch_specs::*;
 pub use code_hosts::*;
+pub use credentials::*;
 pub use queue::*;
 pub use secrets::*;
 pub use step_cache::*;

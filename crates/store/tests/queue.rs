@@ -32,6 +32,7 @@ async fn code_host_and_repository(store: &Store) -> RepositoryId {
                     config: json!({}),
                     credential_ciphertext: None,
                     credential_nonce: None,
+                    credential_username: None,
                     restricted_to: None,
                 },
                 1,

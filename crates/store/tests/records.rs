@@ -181,6 +181,7 @@ async fn code_host_restrictions_are_replaced(store: Store) {
                 config: json!({}),
                 credential_ciphertext: None,
                 credential_nonce: None,
+                credential_username: None,
                 restricted_to: None,
             },
             1,
@@ -206,6 +207,75 @@ async fn code_host_restrictions_are_replaced(store: Store) {
         store.set_code_host_restriction(CodeHostId(999), None).await,
         Err(StoreError::NotFound { .. })
     ));
+}
+
+async fn code_host_credentials_prefer_the_users_own(store: Store) {
+    let alice = store.create_user(&new_user("alice"), 1).await.expect("user");
+    let bob = store.create_user(&new_user("bob"), 1).await.expect("user");
+    let host = store
+        .create_code_host(
+            &NewCodeHost {
+                kind: CodeHostKind::GitUrls,
+                name: "remote".to_owned(),
+                url: String::new(),
+                config: json!({"urls": ["https://example.com/a.git"]}),
+                credential_ciphertext: None,
+                credential_nonce: None,
+                credential_username: None,
+                restricted_to: None,
+            },
+            1,
+        )
+        .await
+        .expect("code host");
+    assert!(!host.has_credential());
+    assert_eq!(host.credential_updated_at, None);
+    assert_eq!(store.credential_to_act_with(alice.id, host.id).await.expect("pick"), None);
+
+    let site = EncryptedCredential { ciphertext: vec![1, 2, 3], nonce: vec![9; 12], username: Some("bot".to_owned()) };
+    let with_credential = store.set_code_host_credential(host.id, Some(&site), 5).await.expect("set");
+    assert!(with_credential.has_credential());
+    assert_eq!(with_credential.credential_username.as_deref(), Some("bot"));
+    assert_eq!(with_credential.credential_updated_at, Some(5));
+    let picked = store.credential_to_act_with(alice.id, host.id).await.expect("pick").expect("some");
+    assert_eq!(picked, ActingCredential { source: CredentialSource::Connection, credential: site.clone() });
+
+    let own = EncryptedCredential { ciphertext: vec![4, 5], nonce: vec![8; 12], username: None };
+    let saved = store.set_user_code_host_credential(alice.id, host.id, &own, 10).await.expect("own");
+    assert_eq!((saved.created_at, saved.updated_at, saved.username.clone()), (10, 10, None));
+    let replacement = EncryptedCredential { ciphertext: vec![6], nonce: vec![7; 12], username: Some("alice".to_owned()) };
+    let replaced = store.set_user_code_host_credential(alice.id, host.id, &replacement, 20).await.expect("replace");
+    assert_eq!((replaced.created_at, replaced.updated_at, replaced.username.as_deref()), (10, 20, Some("alice")));
+    let picked = store.credential_to_act_with(alice.id, host.id).await.expect("pick").expect("some");
+    assert_eq!(picked, ActingCredential { source: CredentialSource::User, credential: replacement });
+    // Bob has none of his own: the connection's.
+    let picked = store.credential_to_act_with(bob.id, host.id).await.expect("pick").expect("some");
+    assert_eq!(picked.source, CredentialSource::Connection);
+    let listed = store.list_user_code_host_credentials(alice.id).await.expect("list");
+    assert_eq!(listed, vec![replaced]);
+    assert!(store.list_user_code_host_credentials(bob.id).await.expect("list").is_empty());
+
+    assert!(matches!(
+        store.set_user_code_host_credential(alice.id, CodeHostId(999), &own, 30).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(store.credential_to_act_with(alice.id, CodeHostId(999)).await, Err(StoreError::NotFound { .. })));
+
+    store.delete_user_code_host_credential(alice.id, host.id).await.expect("delete");
+    assert!(matches!(
+        store.delete_user_code_host_credential(alice.id, host.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let cleared = store.set_code_host_credential(host.id, None, 40).await.expect("clear");
+    assert!(!cleared.has_credential());
+    assert_eq!((cleared.credential_username, cleared.credential_updated_at), (None, Some(40)));
+    assert_eq!(store.credential_to_act_with(alice.id, host.id).await.expect("pick"), None);
+    assert!(matches!(store.set_code_host_credential(CodeHostId(999), None, 50).await, Err(StoreError::NotFound { .. })));
+
+    // Deleting the code host deletes its users' credentials with it.
+    store.set_user_code_host_credential(bob.id, host.id, &own, 60).await.expect("own");
+    store.delete_code_host(host.id).await.expect("delete host");
+    assert!(store.list_user_code_host_credentials(bob.id).await.expect("list").is_empty());
 }
 
 async fn tokens_are_looked_up_by_hash(store: Store) {
@@ -372,6 +442,7 @@ async fn repositories_upsert_and_paginate(store: Store) {
                 config: json!({"orgs": ["acme"]}),
                 credential_ciphertext: Some(vec![1, 2, 3]),
                 credential_nonce: Some(vec![4; 12]),
+                credential_username: None,
                 restricted_to: Some(json!([1])),
             },
             1,
@@ -627,6 +698,7 @@ async fn batch_specs_resolution_and_changesets(store: Store) {
                 config: json!({}),
                 credential_ciphertext: None,
                 credential_nonce: None,
+                credential_username: None,
                 restricted_to: None,
             },
             1,
@@ -966,6 +1038,7 @@ conformance_tests!(
     orgs_list_and_change_their_setting,
     session_tokens_expire,
     code_host_restrictions_are_replaced,
+    code_host_credentials_prefer_the_users_own,
     tokens_are_looked_up_by_hash,
     secrets_keep_bytes_versions_and_an_access_log,
     repositories_upsert_and_paginate,

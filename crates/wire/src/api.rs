@@ -15,6 +15,41 @@ pub struct CreateCodeHost {
     /// For `git-urls`: the clone URLs.
     #[serde(default)]
     pub urls: Vec<String>,
+    /// The connection's credential, if it needs one from the start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<SetCodeHostCredential>,
+}
+
+/// A code host credential being set: a personal access token (or password) and, for hosts
+/// that need one, the account's username. Sent once, stored encrypted, never returned.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SetCodeHostCredential {
+    pub token: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+}
+
+impl std::fmt::Debug for SetCodeHostCredential {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("SetCodeHostCredential")
+            .field("token", &"<redacted>")
+            .field("username", &self.username)
+            .finish()
+    }
+}
+
+/// A stored code host credential, without its value.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CodeHostCredentialInfo {
+    pub code_host_id: i64,
+    pub code_host: String,
+    /// `connection` (the code host's own, site admins) or `user` (the caller's own).
+    pub scope: String,
+    pub username: Option<String>,
+    pub updated_at_ms: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -24,6 +59,12 @@ pub struct CodeHostInfo {
     pub kind: String,
     pub name: String,
     pub url: String,
+    /// Whether the connection has a credential (its value is never returned).
+    #[serde(default)]
+    pub has_credential: bool,
+    /// Whether the caller stored their own credential for this code host.
+    #[serde(default)]
+    pub has_my_credential: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

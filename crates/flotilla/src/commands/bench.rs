@@ -43,6 +43,7 @@ pub async fn queue(arguments: BenchQueueArgs) -> anyhow::Result<ExitCode> {
                 config: serde_json::json!({ "urls": [] }),
                 credential_ciphertext: None,
                 credential_nonce: None,
+                credential_username: None,
                 restricted_to: None,
             },
             now,

@@ -1,12 +1,73 @@
-//! `flotilla codehost ...`: code host connections.
+//! `flotilla codehost ...`: code host connections and their credentials.
 
+use std::io::Read;
 use std::process::ExitCode;
 
-use anyhow::Context;
-use flotilla_wire::api::{CodeHostInfo, CreateCodeHost};
+use anyhow::{Context, bail};
+use flotilla_wire::api::{CodeHostCredentialInfo, CodeHostInfo, CreateCodeHost, SetCodeHostCredential};
 
-use crate::cli::{CodehostAddArgs, CodehostRestrictArgs, JsonFlag};
+use crate::cli::{CodehostAddArgs, CodehostCredentialNameArgs, CodehostCredentialSetArgs, CodehostRestrictArgs, JsonFlag};
 use crate::client::Client;
+
+/// A token from standard input, without the trailing newline `echo` or a file adds.
+fn token_from_stdin() -> anyhow::Result<String> {
+    let mut token = String::new();
+    std::io::stdin().read_to_string(&mut token).context("reading the token from standard input")?;
+    let token = token.strip_suffix('\n').map(|token| token.strip_suffix('\r').unwrap_or(token)).unwrap_or(&token).to_owned();
+    if token.is_empty() {
+        bail!("no token on standard input; pipe it in, e.g. `printf %s \"$TOKEN\" | flotilla codehost credential set NAME`");
+    }
+    Ok(token)
+}
+
+/// The code host named `name` among those the caller may read.
+async fn find_host(client: &Client, name: &str) -> anyhow::Result<CodeHostInfo> {
+    let hosts: Vec<CodeHostInfo> = client.get("/api/v1/code-hosts").await?;
+    hosts.into_iter().find(|host| host.name == name).with_context(|| format!("no code host named {name}; see `flotilla codehost list`"))
+}
+
+fn credential_path(host: &CodeHostInfo, mine: bool) -> String {
+    if mine { format!("/api/v1/code-hosts/{}/credentials/me", host.id) } else { format!("/api/v1/code-hosts/{}/credential", host.id) }
+}
+
+pub async fn set_credential(arguments: CodehostCredentialSetArgs) -> anyhow::Result<ExitCode> {
+    let token = token_from_stdin()?;
+    let client = Client::new(arguments.connection.url, arguments.connection.token)?;
+    let host = find_host(&client, &arguments.name).await?;
+    let saved: CodeHostCredentialInfo =
+        client.put(&credential_path(&host, arguments.mine), &SetCodeHostCredential { token, username: arguments.username }).await?;
+    if arguments.mine {
+        eprintln!("saved your credential for {}; changesets you publish there are opened with it", saved.code_host);
+    } else {
+        eprintln!("saved the credential of {}; its repositories are synced with it: see `flotilla repos list`", saved.code_host);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn delete_credential(arguments: CodehostCredentialNameArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(arguments.connection.url, arguments.connection.token)?;
+    let host = find_host(&client, &arguments.name).await?;
+    client.delete(&credential_path(&host, arguments.mine)).await?;
+    if arguments.mine {
+        eprintln!("deleted your credential for {}", host.name);
+    } else {
+        eprintln!("deleted the credential of {}", host.name);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn list_credentials(arguments: JsonFlag) -> anyhow::Result<ExitCode> {
+    let client = Client::new(arguments.connection.url, arguments.connection.token)?;
+    let credentials: Vec<CodeHostCredentialInfo> = client.get("/api/v1/code-host-credentials").await?;
+    if arguments.json {
+        println!("{}", serde_json::to_string_pretty(&credentials)?);
+    } else {
+        for credential in credentials {
+            println!("{}\t{}\t{}", credential.code_host, credential.scope, credential.username.as_deref().unwrap_or("-"));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
 
 pub async fn add(arguments: CodehostAddArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(arguments.connection.url, arguments.connection.token)?;
@@ -14,8 +75,9 @@ pub async fn add(arguments: CodehostAddArgs) -> anyhow::Result<ExitCode> {
         Some(path) => Some(std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))?.display().to_string()),
         None => None,
     };
+    let credential = if arguments.token_stdin { Some(SetCodeHostCredential { token: token_from_stdin()?, username: arguments.username }) } else { None };
     let created: CodeHostInfo = client
-        .post("/api/v1/code-hosts", &CreateCodeHost { kind: arguments.kind, name: arguments.name, path, urls: arguments.urls })
+        .post("/api/v1/code-hosts", &CreateCodeHost { kind: arguments.kind, name: arguments.name, path, urls: arguments.urls, credential })
         .await?;
     eprintln!("added code host {} ({}); its repositories are being mirrored: see `flotilla repos list`", created.name, created.kind);
     Ok(ExitCode::SUCCESS)
@@ -28,7 +90,12 @@ pub async fn list(arguments: JsonFlag) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&hosts)?);
     } else {
         for host in hosts {
-            println!("{}\t{}\t{}", host.name, host.kind, host.url);
+            let credential = match (host.has_credential, host.has_my_credential) {
+                (_, true) => "credential: yours",
+                (true, false) => "credential: connection",
+                (false, false) => "credential: none",
+            };
+            println!("{}\t{}\t{}\t{credential}", host.name, host.kind, host.url);
         }
     }
     Ok(ExitCode::SUCCESS)

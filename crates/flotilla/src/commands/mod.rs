@@ -12,7 +12,7 @@ mod up;
 
 use std::process::ExitCode;
 
-use crate::cli::{BatchCommand, BenchCommand, Cli, CodehostCommand, Command, OrgsCommand, ReposCommand, SecretsCommand, TokensCommand, UsersCommand};
+use crate::cli::{BatchCommand, BenchCommand, Cli, CodehostCommand, CodehostCredentialCommand, Command, OrgsCommand, ReposCommand, SecretsCommand, TokensCommand, UsersCommand};
 
 pub fn run(arguments: Cli) -> anyhow::Result<ExitCode> {
     match arguments.command {
@@ -29,6 +29,9 @@ pub fn run(arguments: Cli) -> anyhow::Result<ExitCode> {
         Command::Codehost(CodehostCommand::Add(add)) => runtime()?.block_on(codehost::add(add)),
         Command::Codehost(CodehostCommand::List(list)) => runtime()?.block_on(codehost::list(list)),
         Command::Codehost(CodehostCommand::Restrict(restrict)) => runtime()?.block_on(codehost::restrict(restrict)),
+        Command::Codehost(CodehostCommand::Credential(CodehostCredentialCommand::Set(set))) => runtime()?.block_on(codehost::set_credential(set)),
+        Command::Codehost(CodehostCommand::Credential(CodehostCredentialCommand::Delete(delete))) => runtime()?.block_on(codehost::delete_credential(delete)),
+        Command::Codehost(CodehostCommand::Credential(CodehostCredentialCommand::List(list))) => runtime()?.block_on(codehost::list_credentials(list)),
         Command::Users(UsersCommand::Create(create)) => runtime()?.block_on(accounts::create_user(create)),
         Command::Users(UsersCommand::List(list)) => runtime()?.block_on(accounts::list_users(list)),
         Command::Users(UsersCommand::SetPassword(user)) => runtime()?.block_on(accounts::set_password(user)),
