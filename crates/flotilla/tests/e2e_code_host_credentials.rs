@@ -73,10 +73,23 @@ impl Responses {
     }
 
     /// Syncs every mirror, waiting, and returns the one repository's state.
+    /// Syncs and reads the repository once no sync is under way (a change of credential also
+    /// wakes the background syncer, which may still be cloning when ours returns).
     fn sync_and_read(&mut self) -> serde_json::Value {
         self.admin("POST", "/api/v1/repositories/sync", Some(r#"{"wait": true}"#));
-        let repositories = self.admin("GET", "/api/v1/repositories", None);
-        repositories.as_array().and_then(|list| list.iter().find(|repository| repository["name"] == "private/private")).cloned().unwrap_or_else(|| panic!("no private/private in {repositories}"))
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let repositories = self.admin("GET", "/api/v1/repositories", None);
+            let repository = repositories
+                .as_array()
+                .and_then(|list| list.iter().find(|repository| repository["name"] == "private/private"))
+                .cloned()
+                .unwrap_or_else(|| panic!("no private/private in {repositories}"));
+            if !matches!(repository["mirrorState"].as_str(), Some("cloning" | "pending")) || std::time::Instant::now() > deadline {
+                return repository;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
     }
 }
 

@@ -204,6 +204,7 @@ pub async fn resolution(arguments: BenchResolutionArgs) -> anyhow::Result<ExitCo
                 config: serde_json::json!({ "urls": [] }),
                 credential_ciphertext: None,
                 credential_nonce: None,
+                credential_username: None,
                 restricted_to: None,
             },
             now,
