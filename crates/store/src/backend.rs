@@ -86,10 +86,7 @@ impl Store {
                 // lose the last transactions, which the queue's reset logic tolerates.
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(30))
-                .foreign_keys(true)
-                // Every write by one connection empties the page cache of the others; with
-                // the file memory-mapped they re-read pages without a copy through read(2).
-                .pragma("mmap_size", "1073741824");
+                .foreign_keys(true);
             let pool = SqlitePoolOptions::new()
                 .max_connections(8)
                 .acquire_timeout(Duration::from_secs(30))

@@ -22,7 +22,7 @@
 use sqlx::AssertSqlSafe;
 
 use crate::Store;
-use crate::backend::{BULK_INSERT_ROWS, Dialect, placeholders, values_rows};
+use crate::backend::{BULK_INSERT_ROWS, placeholders, values_rows};
 use crate::error::StoreError;
 use crate::ids::{BatchSpecId, JobId, RepositoryId, UserId, WorkspaceId};
 use crate::json::{JsonText, NullableJsonText, text_enum, to_text};
@@ -36,6 +36,10 @@ macro_rules! finish_report {
             // The job's token needs no delete: tokens only grant while their job is
             // processing, and the next attempt's dequeue replaces it.
             Some(state) => {
+                sqlx::query("DELETE FROM job_tokens WHERE job_id = $1")
+                    .bind($job_id)
+                    .execute(&mut **$tx)
+                    .await?;
                 Ok(CompletionOutcome::Applied {
                     final_state: JobState::try_from(state)?,
                 })
@@ -464,77 +468,53 @@ impl Store {
         now_ms: i64,
     ) -> Result<Option<DequeuedJob>, StoreError> {
         write_transaction!(self, tx, dialect => {
-            let claimed = match dialect {
-                // One writer at a time: the fairest user's oldest eligible job is claimed in
-                // one statement (each statement is a round trip to SQLite's worker thread).
-                Dialect::Sqlite => {
-                    let claim_sql = format!(
-                        concat!(
-                            "UPDATE execution_jobs SET state = 'processing', started_at = $1, last_heartbeat_at = $1, \
-                             executor_name = $2, finished_at = NULL, failure_message = NULL, result = NULL \
-                             WHERE id = (SELECT j.id FROM execution_jobs j WHERE j.state = 'queued' AND j.cancel = FALSE AND {routing} \
-                             AND j.user_id = (SELECT q.user_id FROM user_queue_state q WHERE EXISTS (\
-                             SELECT 1 FROM execution_jobs j WHERE j.state = 'queued' AND j.user_id = q.user_id \
-                             AND j.cancel = FALSE AND {routing}) ORDER BY q.dequeue_sequence, q.user_id LIMIT 1) \
-                             ORDER BY j.queued_at, j.id LIMIT 1) AND state = 'queued' RETURNING ",
-                            job_columns!()
-                        ),
-                        routing = routing.condition(3)
-                    );
-                    let mut claim = sqlx::query_as::<_, ExecutionJob>(AssertSqlSafe(claim_sql)).bind(now_ms).bind(executor_name.to_owned());
-                    for key in &routing.satisfiable_keys {
-                        claim = claim.bind(key.clone());
-                    }
-                    claim.fetch_optional(&mut **tx).await?
+            // Users in round-robin order, each user's oldest eligible job; on PostgreSQL
+            // (several servers may dequeue at once) rows other transactions hold are skipped.
+            let claimed = {
+                let candidate_users_sql = format!(
+                    "SELECT q.user_id FROM user_queue_state q WHERE EXISTS (\
+                     SELECT 1 FROM execution_jobs j WHERE j.state = 'queued' AND j.user_id = q.user_id \
+                     AND j.cancel = FALSE AND {}) ORDER BY q.dequeue_sequence, q.user_id LIMIT $1",
+                    routing.condition(2)
+                );
+                let mut candidate_users_query =
+                    sqlx::query_scalar::<_, UserId>(AssertSqlSafe(candidate_users_sql)).bind(DEQUEUE_CANDIDATE_USERS);
+                for key in &routing.satisfiable_keys {
+                    candidate_users_query = candidate_users_query.bind(key.clone());
                 }
-                // Several servers may dequeue at once: lock the candidate row, skipping rows
-                // other transactions hold, trying users in round-robin order.
-                Dialect::Postgres => {
-                    let candidate_users_sql = format!(
-                        "SELECT q.user_id FROM user_queue_state q WHERE EXISTS (\
-                         SELECT 1 FROM execution_jobs j WHERE j.state = 'queued' AND j.user_id = q.user_id \
-                         AND j.cancel = FALSE AND {}) ORDER BY q.dequeue_sequence, q.user_id LIMIT $1",
-                        routing.condition(2)
-                    );
-                    let mut candidate_users_query =
-                        sqlx::query_scalar::<_, UserId>(AssertSqlSafe(candidate_users_sql)).bind(DEQUEUE_CANDIDATE_USERS);
+                let candidate_users = candidate_users_query.fetch_all(&mut **tx).await?;
+                let oldest_job_sql = format!(
+                    "SELECT j.id FROM execution_jobs j WHERE j.state = 'queued' AND j.user_id = $1 \
+                     AND j.cancel = FALSE AND {} ORDER BY j.queued_at, j.id LIMIT 1{}",
+                    routing.condition(2),
+                    dialect.skip_locked()
+                );
+                let mut locked: Option<JobId> = None;
+                for user_id in candidate_users {
+                    let mut oldest_job_query =
+                        sqlx::query_scalar::<_, JobId>(AssertSqlSafe(oldest_job_sql.clone())).bind(user_id);
                     for key in &routing.satisfiable_keys {
-                        candidate_users_query = candidate_users_query.bind(key.clone());
+                        oldest_job_query = oldest_job_query.bind(key.clone());
                     }
-                    let candidate_users = candidate_users_query.fetch_all(&mut **tx).await?;
-                    let oldest_job_sql = format!(
-                        "SELECT j.id FROM execution_jobs j WHERE j.state = 'queued' AND j.user_id = $1 \
-                         AND j.cancel = FALSE AND {} ORDER BY j.queued_at, j.id LIMIT 1{}",
-                        routing.condition(2),
-                        dialect.skip_locked()
-                    );
-                    let mut locked: Option<JobId> = None;
-                    for user_id in candidate_users {
-                        let mut oldest_job_query =
-                            sqlx::query_scalar::<_, JobId>(AssertSqlSafe(oldest_job_sql.clone())).bind(user_id);
-                        for key in &routing.satisfiable_keys {
-                            oldest_job_query = oldest_job_query.bind(key.clone());
-                        }
-                        if let Some(job_id) = oldest_job_query.fetch_optional(&mut **tx).await? {
-                            locked = Some(job_id);
-                            break;
-                        }
+                    if let Some(job_id) = oldest_job_query.fetch_optional(&mut **tx).await? {
+                        locked = Some(job_id);
+                        break;
                     }
-                    match locked {
-                        None => None,
-                        // The row is locked, so it is still queued: the update cannot miss.
-                        Some(job_id) => sqlx::query_as::<_, ExecutionJob>(concat!(
-                            "UPDATE execution_jobs SET state = 'processing', started_at = $2, last_heartbeat_at = $2, \
-                             executor_name = $3, finished_at = NULL, failure_message = NULL, result = NULL \
-                             WHERE id = $1 AND state = 'queued' RETURNING ",
-                            job_columns!()
-                        ))
-                        .bind(job_id)
-                        .bind(now_ms)
-                        .bind(executor_name.to_owned())
-                        .fetch_optional(&mut **tx)
-                        .await?,
-                    }
+                }
+                match locked {
+                    None => None,
+                    // The row is locked, so it is still queued: the update cannot miss.
+                    Some(job_id) => sqlx::query_as::<_, ExecutionJob>(concat!(
+                        "UPDATE execution_jobs SET state = 'processing', started_at = $2, last_heartbeat_at = $2, \
+                         executor_name = $3, finished_at = NULL, failure_message = NULL, result = NULL \
+                         WHERE id = $1 AND state = 'queued' RETURNING ",
+                        job_columns!()
+                    ))
+                    .bind(job_id)
+                    .bind(now_ms)
+                    .bind(executor_name.to_owned())
+                    .fetch_optional(&mut **tx)
+                    .await?,
                 }
             };
             let Some(job) = claimed else {
