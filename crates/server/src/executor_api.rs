@@ -32,11 +32,27 @@ use crate::secrets_crypto::{TokenKind, generate_token, hash_token};
 /// valid (for a few seconds) and which routing keys queued jobs carry (for a second, or until
 /// this server queues more jobs). Each saved statement matters: on SQLite every one is a round
 /// trip to the database thread, and dequeues are the hottest path of the server.
+///
+/// On SQLite (one server by construction) the jobs handed out are remembered by their token
+/// too, so the reports that follow (log lines, completion) need no read to find their job.
+/// That is safe because every report's write checks in SQL that the job is still processing
+/// for that executor, and a job's entry goes when it is handed out again or finishes.
 #[derive(Default)]
 pub struct DequeueCaches {
     executor_tokens: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     routing_keys: std::sync::Mutex<Option<(std::time::Instant, Vec<String>)>>,
+    handed_out: std::sync::Mutex<HandedOut>,
 }
+
+/// Jobs being processed, by token hash (and the token hash of each job, to forget it).
+#[derive(Default)]
+struct HandedOut {
+    by_token: std::collections::HashMap<String, (std::sync::Arc<ExecutionJob>, i64)>,
+    token_of_job: std::collections::HashMap<JobId, String>,
+}
+
+/// Jobs remembered at most; beyond, the memory is emptied (reports then read the database).
+const HANDED_OUT_JOBS: usize = 100_000;
 
 /// How long a checked executor token is trusted without asking the database again (a revoked
 /// token stops working on every server within this time).
@@ -71,6 +87,30 @@ impl DequeueCaches {
 
     fn remember_routing_keys(&self, keys: Vec<String>) {
         *self.routing_keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((std::time::Instant::now(), keys));
+    }
+
+    fn remember_handed_out(&self, token_hash: String, job: ExecutionJob, expires_at_ms: i64) {
+        let mut handed_out = self.handed_out.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if handed_out.by_token.len() >= HANDED_OUT_JOBS {
+            *handed_out = HandedOut::default();
+        }
+        if let Some(previous) = handed_out.token_of_job.insert(job.id, token_hash.clone()) {
+            handed_out.by_token.remove(&previous);
+        }
+        handed_out.by_token.insert(token_hash, (std::sync::Arc::new(job), expires_at_ms));
+    }
+
+    fn handed_out(&self, token_hash: &str, now_ms: i64) -> Option<std::sync::Arc<ExecutionJob>> {
+        let handed_out = self.handed_out.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        handed_out.by_token.get(token_hash).filter(|(_, expires)| *expires > now_ms).map(|(job, _)| job.clone())
+    }
+
+    /// Forgets a job that finished.
+    fn forget_job(&self, job_id: JobId) {
+        let mut handed_out = self.handed_out.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(token_hash) = handed_out.token_of_job.remove(&job_id) {
+            handed_out.by_token.remove(&token_hash);
+        }
     }
 
     /// Forgets the routing keys: jobs were queued.
@@ -129,12 +169,20 @@ async fn authorize_report(state: &SharedState, headers: &HeaderMap, job_id: i64)
     let token = authorization(headers)
         .and_then(|value| value.strip_prefix("Bearer "))
         .ok_or_else(|| ApiError::unauthorized("this route needs the job's token: `Authorization: Bearer <job token>`"))?;
-    let (grant, job) = state
-        .store
-        .lookup_job_token_with_job(&hash_token(token.trim()), Clock::now_ms())
-        .await?
-        .ok_or_else(|| ApiError::unauthorized("unknown or expired job token (the job may have finished or been requeued)"))?;
-    if grant.job_id != JobId(job_id) {
+    let token_hash = hash_token(token.trim());
+    let now = Clock::now_ms();
+    let job = match state.dequeue_caches.handed_out(&token_hash, now) {
+        Some(job) => ExecutionJob::clone(&job),
+        None => {
+            state
+                .store
+                .lookup_job_token_with_job(&token_hash, now)
+                .await?
+                .ok_or_else(|| ApiError::unauthorized("unknown or expired job token (the job may have finished or been requeued)"))?
+                .1
+        }
+    };
+    if job.id != JobId(job_id) {
         return Err(ApiError::forbidden("this job token belongs to another job"));
     }
     let executor = job.executor_name.clone().ok_or_else(|| ApiError::conflict("the job is not being processed"))?;
@@ -154,16 +202,20 @@ async fn dequeue(State(state): State<SharedState>, headers: HeaderMap, Json(requ
     record_executor_if_stale(&state, executor).await?;
     let routing = routing_filter(&state, &executor.labels).await?;
     let token = generate_token(TokenKind::Job);
+    let token_hash = hash_token(&token);
     let now = Clock::now_ms();
     let expires = now + state.config.job_timeout.as_millis() as i64 + 3_600_000;
     let Some(dequeued) = state
         .store
-        .dequeue_execution_job(&executor.name, &routing, &NewJobToken { token_hash: hash_token(&token), expires_at_ms: expires }, now)
+        .dequeue_execution_job(&executor.name, &routing, &NewJobToken { token_hash: token_hash.clone(), expires_at_ms: expires }, now)
         .await?
     else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
     let job = job_payload(&state, &dequeued.job, token).await?;
+    if state.store.dialect() == flotilla_store::Dialect::Sqlite {
+        state.dequeue_caches.remember_handed_out(token_hash, dequeued.job.clone(), expires);
+    }
     tracing::info!(job.id = dequeued.job.id.0, executor.name = %executor.name, repo.name = %job.repository_name, "job dequeued");
     Ok(Json(job).into_response())
 }
@@ -346,12 +398,14 @@ async fn complete(
         Ok(specs) => specs,
         Err(message) => {
             state.store.fail_job(job.id, &executor, &message, now).await?;
+            state.dequeue_caches.forget_job(job.id);
             return Ok(StatusCode::NO_CONTENT);
         }
     };
     let result_json = serde_json::to_value(&result).map_err(|error| ApiError::bad_request(format!("unreadable result: {error}")))?;
     match state.store.complete_job(job.id, &executor, &result_json, now).await? {
         CompletionOutcome::Applied { .. } => {
+            state.dequeue_caches.forget_job(job.id);
             state.job_durations.observe_job("completed", job.started_at);
             crate::changeset_specs::store_for_job(&state, &job, &result, specs).await?;
             Ok(StatusCode::NO_CONTENT)
@@ -377,6 +431,7 @@ async fn fail(
             .requeue_after_infrastructure_failure(job.id, &executor, &message, INFRASTRUCTURE_ATTEMPTS, Clock::now_ms())
             .await?;
         if matches!(outcome, CompletionOutcome::Applied { .. }) {
+            state.dequeue_caches.forget_job(job.id);
             tracing::warn!(job.id = job.id.0, executor.name = %executor, error = %message, "job requeued after an infrastructure failure");
             state.jobs_were_queued();
             return Ok(StatusCode::NO_CONTENT);
@@ -385,6 +440,7 @@ async fn fail(
     let message = if failure.infrastructure && failure_is_final_after_retries(&job) { format!("{message} (after {INFRASTRUCTURE_ATTEMPTS} attempts)") } else { message };
     match state.store.fail_job(job.id, &executor, &message, Clock::now_ms()).await? {
         CompletionOutcome::Applied { .. } => {
+            state.dequeue_caches.forget_job(job.id);
             state.job_durations.observe_job("failed", job.started_at);
             Ok(StatusCode::NO_CONTENT)
         }

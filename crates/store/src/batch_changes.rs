@@ -199,7 +199,7 @@ impl Store {
                     "INSERT INTO changeset_specs (rand_id, batch_spec_id, workspace_id, repository_id, kind, external_id, \
                      base_ref, base_rev, head_ref, title, body, published, diff, commit_message, author_name, \
                      author_email, fork, diff_stat_added, diff_stat_deleted, created_at) VALUES {} RETURNING id",
-                    values_rows(chunk.len(), 20)
+                    values_rows(dialect, chunk.len(), 20)
                 );
                 let mut query = sqlx::query_scalar::<_, ChangesetSpecId>(AssertSqlSafe(sql));
                 for spec in chunk {

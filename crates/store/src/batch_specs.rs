@@ -548,7 +548,7 @@ impl Store {
                     "INSERT INTO workspaces (batch_spec_id, repository_id, branch, \"commit\", path, file_matches, \
                      only_fetch_workspace, ignored, unsupported, skipped, cached_result_found, step_cache_results, \
                      created_at) VALUES {} RETURNING id",
-                    values_rows(chunk.len(), 13)
+                    values_rows(dialect, chunk.len(), 13)
                 );
                 let mut query = sqlx::query_scalar::<_, WorkspaceId>(AssertSqlSafe(sql));
                 for workspace in chunk {

@@ -24,6 +24,9 @@ pub enum StoreError {
     /// Any other database failure (HTTP 500).
     #[error("database error: {0}")]
     Database(sqlx::Error),
+    /// A failure on the SQLite queue thread's own connection (HTTP 500).
+    #[error("database error: {0}")]
+    Sqlite(rusqlite::Error),
 }
 
 impl StoreError {
@@ -48,6 +51,20 @@ impl From<sqlx::Error> for StoreError {
                 }
             }
             _ => StoreError::Database(error),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> StoreError {
+        match &error {
+            rusqlite::Error::SqliteFailure(failure, message)
+                if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    || failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+            {
+                StoreError::Conflict { message: message.clone().unwrap_or_else(|| failure.to_string()) }
+            }
+            _ => StoreError::Sqlite(error),
         }
     }
 }

@@ -30,6 +30,7 @@ pub mod ids;
 pub mod json;
 pub mod queue;
 pub mod secrets;
+mod sqlite_queue;
 pub mod step_cache;
 
 pub use backend::{Dialect, Store};

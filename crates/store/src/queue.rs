@@ -421,7 +421,7 @@ impl Store {
                 let sql = format!(
                     "INSERT INTO execution_jobs (workspace_id, batch_spec_id, user_id, state, routing_key, \
                      payload, queued_at, created_at) VALUES {} RETURNING id",
-                    values_rows(chunk.len(), 8)
+                    values_rows(dialect, chunk.len(), 8)
                 );
                 let mut query = sqlx::query_scalar::<_, JobId>(AssertSqlSafe(sql));
                 for job in chunk {
@@ -467,6 +467,18 @@ impl Store {
         job_token: &NewJobToken,
         now_ms: i64,
     ) -> Result<Option<DequeuedJob>, StoreError> {
+        if let Some(queue) = self.sqlite_queue() {
+            let _serialised_writer = self.sqlite_write_lock().lock().await;
+            let request = crate::sqlite_queue::DequeueRequest {
+                executor_name: executor_name.to_owned(),
+                routing_keys: routing.satisfiable_keys.clone(),
+                token_hash: job_token.token_hash.clone(),
+                token_expires_at_ms: job_token.expires_at_ms,
+                now_ms,
+                candidate_users: DEQUEUE_CANDIDATE_USERS,
+            };
+            return queue.run(move |connection| crate::sqlite_queue::dequeue(connection, &request)).await;
+        }
         write_transaction!(self, tx, dialect => {
             // Users in round-robin order, each user's oldest eligible job; on PostgreSQL
             // (several servers may dequeue at once) rows other transactions hold are skipped.
@@ -829,6 +841,11 @@ impl Store {
         result: &serde_json::Value,
         now_ms: i64,
     ) -> Result<CompletionOutcome, StoreError> {
+        if let Some(queue) = self.sqlite_queue() {
+            let _serialised_writer = self.sqlite_write_lock().lock().await;
+            let (executor, report) = (executor_name.to_owned(), crate::sqlite_queue::Report::Completed { result: to_text(result) });
+            return queue.run(move |connection| crate::sqlite_queue::finish(connection, job_id.0, &executor, &report, now_ms)).await;
+        }
         write_transaction!(self, tx, dialect => {
             let final_state = sqlx::query_scalar::<_, String>(
                 "UPDATE execution_jobs SET state = 'completed', finished_at = $3, result = $4 \
@@ -853,6 +870,11 @@ impl Store {
         failure_message: &str,
         now_ms: i64,
     ) -> Result<CompletionOutcome, StoreError> {
+        if let Some(queue) = self.sqlite_queue() {
+            let _serialised_writer = self.sqlite_write_lock().lock().await;
+            let (executor, report) = (executor_name.to_owned(), crate::sqlite_queue::Report::Failed { message: failure_message.to_owned() });
+            return queue.run(move |connection| crate::sqlite_queue::finish(connection, job_id.0, &executor, &report, now_ms)).await;
+        }
         write_transaction!(self, tx, dialect => {
             let final_state = sqlx::query_scalar::<_, String>(
                 "UPDATE execution_jobs SET \
