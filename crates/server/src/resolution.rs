@@ -90,6 +90,11 @@ async fn resolve_job(state: &SharedState, job: &ResolutionJob) -> Result<usize, 
 /// Receives repository revisions in repository-name order as resolution finds them.
 trait RevisionSink {
     async fn accept(&mut self, revision: RepositoryRevision) -> Result<(), String>;
+
+    /// A page of repositories was searched: a chance to hand on what is pending.
+    async fn page_done(&mut self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Plans each revision's workspaces and writes (and queues) them a chunk at a time.
@@ -110,6 +115,15 @@ impl RevisionSink for ChunkWriter<'_> {
                 let chunk = std::mem::take(&mut self.pending);
                 self.total += write_chunk(self.state, self.spec, self.row, self.secrets, chunk).await?;
             }
+        }
+        Ok(())
+    }
+
+    /// Queues what was found so far, so executors start while later pages are searched.
+    async fn page_done(&mut self) -> Result<(), String> {
+        if !self.pending.is_empty() {
+            let chunk = std::mem::take(&mut self.pending);
+            self.total += write_chunk(self.state, self.spec, self.row, self.secrets, chunk).await?;
         }
         Ok(())
     }
@@ -165,6 +179,7 @@ async fn resolve_revisions(state: &SharedState, spec: &BatchSpec, visibility: &R
             }
             sink.accept(revision).await?;
         }
+        sink.page_done().await?;
     }
     for (_, revisions) in explicit {
         for revision in revisions {

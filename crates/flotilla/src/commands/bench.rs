@@ -246,7 +246,7 @@ pub async fn resolution(arguments: BenchResolutionArgs) -> anyhow::Result<ExitCo
     let server = start(config, store.clone()).await?;
     let matching_names = arguments.repositories.min(1000);
     let queries = [
-        ("repo:^bench/service-0", matching_names, "name-only query (repo:^bench/service-0)"),
+        ("repo:^bench/service-00", matching_names, "name-only query (repo:^bench/service-00)"),
         ("file:^go\\.mod$", arguments.repositories.div_ceil(10), "file query over every repository (file:^go\\.mod$)"),
     ];
     for (round, warmth) in ["cold", "warm"].iter().enumerate() {
