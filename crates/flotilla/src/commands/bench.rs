@@ -34,21 +34,7 @@ pub async fn queue(arguments: BenchQueueArgs) -> anyhow::Result<ExitCode> {
     let admin = store.get_user_by_username("admin").await?.context("bootstrap created the admin")?;
     let now = Clock::now_ms();
 
-    let code_host = store
-        .create_code_host(
-            &NewCodeHost {
-                kind: CodeHostKind::GitUrls,
-                name: format!("bench{}", std::process::id()),
-                url: String::new(),
-                config: serde_json::json!({ "urls": [] }),
-                credential_ciphertext: None,
-                credential_nonce: None,
-                credential_username: None,
-                restricted_to: None,
-            },
-            now,
-        )
-        .await?;
+    let code_host = empty_code_host(&store, &format!("bench{}", std::process::id()), now).await?;
     let repository = store
         .upsert_repository(
             &NewRepository { code_host_id: code_host.id, name: format!("bench/repo{}", std::process::id()), clone_url: String::new(), default_branch: Some("main".into()), archived: false, fork: false },
@@ -177,6 +163,25 @@ pub async fn queue(arguments: BenchQueueArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A code host with nothing to sync: the benchmarks register their repositories themselves.
+async fn empty_code_host(store: &flotilla_store::Store, name: &str, now: i64) -> anyhow::Result<flotilla_store::CodeHost> {
+    Ok(store
+        .create_code_host(
+            &NewCodeHost {
+                kind: CodeHostKind::GitUrls,
+                name: name.to_owned(),
+                url: String::new(),
+                config: serde_json::json!({ "urls": [] }),
+                credential_ciphertext: None,
+                credential_nonce: None,
+                credential_username: None,
+                restricted_to: None,
+            },
+            now,
+        )
+        .await?)
+}
+
 fn tempfile_directory() -> anyhow::Result<std::path::PathBuf> {
     let directory = std::env::temp_dir().join(format!("flotilla-bench-{}-{}", std::process::id(), Clock::now_ms()));
     std::fs::create_dir_all(&directory).with_context(|| format!("creating {}", directory.display()))?;
@@ -195,21 +200,7 @@ pub async fn resolution(arguments: BenchResolutionArgs) -> anyhow::Result<ExitCo
     let plain = make_template(&templates, "plain", &[("README.md", "# service\n"), ("src/main.rs", "fn main() {}\n")])?;
     let go = make_template(&templates, "go", &[("README.md", "# service\n"), ("go.mod", "module example.com/service\n"), ("cmd/main.go", "package main\n")])?;
     let now = Clock::now_ms();
-    let code_host = store
-        .create_code_host(
-            &NewCodeHost {
-                kind: CodeHostKind::GitUrls,
-                name: "bench".into(),
-                url: String::new(),
-                config: serde_json::json!({ "urls": [] }),
-                credential_ciphertext: None,
-                credential_nonce: None,
-                credential_username: None,
-                restricted_to: None,
-            },
-            now,
-        )
-        .await?;
+    let code_host = empty_code_host(&store, "bench", now).await?;
     let setup = Instant::now();
     std::fs::create_dir_all(config.mirrors_dir())?;
     for index in 0..arguments.repositories {
