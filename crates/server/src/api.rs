@@ -452,17 +452,25 @@ async fn list_workspaces(State(state): State<SharedState>, headers: HeaderMap, P
     let after = page.after.as_deref().map(str::parse::<i64>).transpose().map_err(|_| ApiError::bad_request("`after` is a workspace id"))?;
     let limit = page.limit.unwrap_or(500).clamp(1, 5000);
     let rows = state.store.list_workspaces_with_jobs(row.id, filter, after.map(WorkspaceId), limit).await?;
-    let mut visibility = RepositoryVisibility::for_caller(&state, &caller).await?;
-    let mut repository_names = std::collections::HashMap::new();
+    let visibility = RepositoryVisibility::for_caller(&state, &caller).await?;
+    // The page's repositories in one query, not one per workspace.
+    let mut repository_ids: Vec<flotilla_store::RepositoryId> = rows.iter().map(|workspace| workspace.repository_id).collect();
+    repository_ids.sort();
+    repository_ids.dedup();
+    let readable: std::collections::HashMap<flotilla_store::RepositoryId, String> = state
+        .store
+        .get_repositories(&repository_ids)
+        .await?
+        .into_iter()
+        .filter(|repository| visibility.can_read(repository))
+        .map(|repository| (repository.id, repository.name))
+        .collect();
     let mut workspaces = Vec::with_capacity(rows.len());
     for workspace in &rows {
         // Paging follows the unfiltered rows, so `next` stays right when a page loses some.
-        if !visibility.can_read_id(&state, workspace.repository_id).await? {
+        let Some(repository_name) = readable.get(&workspace.repository_id) else {
             continue;
-        }
-        if let std::collections::hash_map::Entry::Vacant(entry) = repository_names.entry(workspace.repository_id) {
-            entry.insert(state.store.get_repository(workspace.repository_id).await?.name);
-        }
+        };
         let job = workspace.job.as_ref();
         let state_name = match job {
             Some(job) if job.cancel && job.state == JobState::Processing => "canceling".to_owned(),
@@ -472,7 +480,7 @@ async fn list_workspaces(State(state): State<SharedState>, headers: HeaderMap, P
         };
         workspaces.push(WorkspaceInfo {
             id: workspace.workspace_id.0,
-            repository: repository_names[&workspace.repository_id].clone(),
+            repository: repository_name.clone(),
             branch: workspace.branch.clone(),
             path: workspace.path.clone(),
             state: state_name,

@@ -303,6 +303,26 @@ impl Store {
         })
     }
 
+    /// The repositories with these ids (those that exist), for listing pages that would
+    /// otherwise look each one up.
+    pub async fn get_repositories(&self, repository_ids: &[RepositoryId]) -> Result<Vec<Repository>, StoreError> {
+        let mut found = Vec::with_capacity(repository_ids.len());
+        for chunk in repository_ids.chunks(crate::backend::BULK_INSERT_ROWS) {
+            let sql = format!(
+                concat!("SELECT ", repository_columns!(), " FROM repositories WHERE id IN ({})"),
+                crate::backend::placeholders(1, chunk.len())
+            );
+            on_pool!(self, pool, dialect => {
+                let mut query = sqlx::query_as::<_, Repository>(sqlx::AssertSqlSafe(sql));
+                for id in chunk {
+                    query = query.bind(*id);
+                }
+                found.extend(query.fetch_all(pool).await?);
+            });
+        }
+        Ok(found)
+    }
+
     pub async fn get_repository(
         &self,
         repository_id: RepositoryId,
