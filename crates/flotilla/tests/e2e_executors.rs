@@ -83,8 +83,17 @@ fn thirty_workspaces_over_three_executors_survive_a_killed_executor() {
     for name in ["exec-a", "exec-b", "exec-c"] {
         assert!(workspaces.iter().any(|workspace| workspace["executor"] == name), "{name} did some of the work");
     }
-    let specs = http_get(&url, ADMIN, &format!("/api/v1/batch-specs/{id}/changeset-specs"));
-    let specs = specs.as_array().expect("array");
+    // Read in pages of 7 to follow the `next` cursor to the end.
+    let mut specs: Vec<serde_json::Value> = Vec::new();
+    let mut path = format!("/api/v1/batch-specs/{id}/changeset-specs?limit=7");
+    loop {
+        let page = http_get(&url, ADMIN, &path);
+        specs.extend(page["changesetSpecs"].as_array().expect("array").iter().cloned());
+        match page["next"].as_i64() {
+            Some(next) => path = format!("/api/v1/batch-specs/{id}/changeset-specs?limit=7&after={next}"),
+            None => break,
+        }
+    }
     let mut repositories: Vec<&str> = specs.iter().map(|spec| spec["repository"].as_str().expect("repository")).collect();
     repositories.sort();
     repositories.dedup();

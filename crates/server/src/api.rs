@@ -16,7 +16,7 @@ use flotilla_store::{
     ResolutionState, WorkspaceId, WorkspaceJobFilter,
 };
 use flotilla_wire::api::{
-    BatchSpecStatus, ChangesetSpecInfo, CodeHostInfo, CreateBatchSpec, CreateCodeHost, JobCounts, LogEntryInfo, RepositoryInfo,
+    BatchSpecStatus, ChangesetSpecInfo, ChangesetSpecPage, CodeHostInfo, CreateBatchSpec, CreateCodeHost, JobCounts, LogEntryInfo, RepositoryInfo,
     SyncRequest, WorkspaceInfo, WorkspacePage,
 };
 use serde::Deserialize;
@@ -496,23 +496,39 @@ async fn list_workspaces(State(state): State<SharedState>, headers: HeaderMap, P
     Ok(Json(WorkspacePage { workspaces, next }))
 }
 
-async fn list_changeset_specs(State(state): State<SharedState>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<Json<Vec<ChangesetSpecInfo>>> {
+async fn list_changeset_specs(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(page): Query<PageQuery>,
+) -> ApiResult<Json<ChangesetSpecPage>> {
     let caller = authenticate(&state, &headers).await?;
     let row = batch_spec_by_id(&state, &id).await?;
-    let specs = state.store.list_changeset_specs(row.id, None, 100_000).await?;
-    let mut visibility = RepositoryVisibility::for_caller(&state, &caller).await?;
-    let mut names = std::collections::HashMap::new();
-    let mut result = Vec::with_capacity(specs.len());
+    let after = page.after.as_deref().map(str::parse::<i64>).transpose().map_err(|_| ApiError::bad_request("`after` is the `next` of the previous page"))?;
+    let limit = page.limit.unwrap_or(500).clamp(1, 5000);
+    let specs = state.store.list_changeset_specs(row.id, after.map(flotilla_store::ChangesetSpecId), limit).await?;
+    // Paging follows the unfiltered rows, so `next` stays right when a page loses some.
+    let next = (specs.len() as i64 == limit).then(|| specs.last().map(|spec| spec.id.0)).flatten();
+    let visibility = RepositoryVisibility::for_caller(&state, &caller).await?;
+    let mut repository_ids: Vec<flotilla_store::RepositoryId> = specs.iter().map(|spec| spec.repository_id).collect();
+    repository_ids.sort();
+    repository_ids.dedup();
+    let readable: std::collections::HashMap<flotilla_store::RepositoryId, String> = state
+        .store
+        .get_repositories(&repository_ids)
+        .await?
+        .into_iter()
+        .filter(|repository| visibility.can_read(repository))
+        .map(|repository| (repository.id, repository.name))
+        .collect();
+    let mut changeset_specs = Vec::with_capacity(specs.len());
     for spec in specs {
-        if !visibility.can_read_id(&state, spec.repository_id).await? {
+        let Some(repository) = readable.get(&spec.repository_id) else {
             continue;
-        }
-        if let std::collections::hash_map::Entry::Vacant(entry) = names.entry(spec.repository_id) {
-            entry.insert(state.store.get_repository(spec.repository_id).await?.name);
-        }
-        result.push(ChangesetSpecInfo {
+        };
+        changeset_specs.push(ChangesetSpecInfo {
             id: spec.rand_id,
-            repository: names[&spec.repository_id].clone(),
+            repository: repository.clone(),
             base_ref: spec.base_ref.unwrap_or_default(),
             head_ref: spec.head_ref.unwrap_or_default(),
             title: spec.title.unwrap_or_default(),
@@ -524,7 +540,7 @@ async fn list_changeset_specs(State(state): State<SharedState>, headers: HeaderM
             diff: String::from_utf8_lossy(&spec.diff.unwrap_or_default()).into_owned(),
         });
     }
-    Ok(Json(result))
+    Ok(Json(ChangesetSpecPage { changeset_specs, next }))
 }
 
 async fn cancel_batch_spec(State(state): State<SharedState>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<Json<BatchSpecStatus>> {

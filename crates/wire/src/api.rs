@@ -187,6 +187,15 @@ pub struct WorkspacePage {
     pub next: Option<i64>,
 }
 
+/// One page of a batch spec's changeset specs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangesetSpecPage {
+    pub changeset_specs: Vec<ChangesetSpecInfo>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next: Option<i64>,
+}
+
 /// A changeset spec in the form Sourcegraph's preview shows (and `batch preview --json` prints).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use flotilla_wire::api::{BatchSpecStatus, ChangesetSpecInfo, CreateBatchSpec, UploadedMountFile, WorkspaceInfo, WorkspacePage};
+use flotilla_wire::api::{BatchSpecStatus, ChangesetSpecInfo, ChangesetSpecPage, CreateBatchSpec, UploadedMountFile, WorkspaceInfo, WorkspacePage};
 
 use super::batch::read_spec_source;
 use crate::cli::{PreviewArgs, RemoteArgs, RepositoriesArgs};
@@ -136,6 +136,23 @@ async fn all_workspaces(client: &Client, id: &str) -> anyhow::Result<Vec<Workspa
     }
 }
 
+async fn all_changeset_specs(client: &Client, id: &str) -> anyhow::Result<Vec<ChangesetSpecInfo>> {
+    let mut specs = Vec::new();
+    let mut after: Option<i64> = None;
+    loop {
+        let path = match after {
+            Some(after) => format!("/api/v1/batch-specs/{id}/changeset-specs?limit=1000&after={after}"),
+            None => format!("/api/v1/batch-specs/{id}/changeset-specs?limit=1000"),
+        };
+        let page: ChangesetSpecPage = client.get(&path).await?;
+        specs.extend(page.changeset_specs);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(specs),
+        }
+    }
+}
+
 pub async fn preview(arguments: PreviewArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(arguments.connection.url.clone(), arguments.connection.token.clone())?;
     let created = match upload(&client, &arguments.file, arguments.namespace.clone(), arguments.force_override_ignore, arguments.clear_cache).await? {
@@ -152,7 +169,7 @@ pub async fn preview(arguments: PreviewArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     let workspaces = all_workspaces(&client, &created.id).await?;
-    let changeset_specs: Vec<ChangesetSpecInfo> = client.get(&format!("/api/v1/batch-specs/{}/changeset-specs", created.id)).await?;
+    let changeset_specs = all_changeset_specs(&client, &created.id).await?;
     let failed = workspaces.iter().filter(|workspace| workspace.state == "failed").count();
     if workspaces.is_empty() {
         eprintln!("warning: the spec matched no repositories; check `on` and that the repositories are mirrored (`flotilla repos list`)");
