@@ -11,6 +11,7 @@
 //! routes, executor and job tokens), [`mirrors`] (code hosts → mirrored repositories),
 //! [`resolution`] (spec → workspaces → jobs), [`changeset_specs`] (results → changeset
 //! specs), [`admission`] (mounted files and the image allow list), [`metrics`] (Prometheus),
+//! [`reconciler_plan`] (apply's rewirer and the reconciler's plan, over data alone),
 //! [`janitor`] (stalled jobs), [`secrets_crypto`] (tokens and encryption at rest).
 //! Only this crate knows HTTP routing; only `flotilla-store` knows SQL.
 
@@ -26,6 +27,7 @@ pub mod executor_api;
 pub mod janitor;
 pub mod metrics;
 pub mod mirrors;
+pub mod reconciler_plan;
 pub mod passwords;
 pub mod resolution;
 pub mod secrets;
