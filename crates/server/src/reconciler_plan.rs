@@ -152,11 +152,15 @@ pub enum Rewiring<S, C> {
     Retire { changeset: C },
 }
 
+/// A changeset's identity within a batch change: (repository id, head ref).
+pub type ChangesetKey = (i64, String);
+
 /// Matches new specs to the batch change's existing changesets by repository and branch (head
 /// ref), as Sourcegraph's rewirer does: keys are `(repository id, head ref)`. The result is
 /// ordered by key; retirements come with their key's position.
-pub fn rewire<S: Clone, C: Clone>(specs: &[((i64, String), S)], existing: &[((i64, String), C)]) -> Vec<Rewiring<S, C>> {
-    let mut by_key: BTreeMap<&(i64, String), (Option<&S>, Option<&C>)> = BTreeMap::new();
+pub fn rewire<S: Clone, C: Clone>(specs: &[(ChangesetKey, S)], existing: &[(ChangesetKey, C)]) -> Vec<Rewiring<S, C>> {
+    type Pair<'a, S, C> = (Option<&'a S>, Option<&'a C>);
+    let mut by_key: BTreeMap<&ChangesetKey, Pair<'_, S, C>> = BTreeMap::new();
     for (key, spec) in specs {
         by_key.entry(key).or_default().0 = Some(spec);
     }
