@@ -456,4 +456,126 @@ impl Store {
             .await?)
         })
     }
+
+    /// Records an apply's rewiring in one transaction: new changesets (queued for the
+    /// reconciler), changesets continued by a new spec (their current spec becomes the
+    /// previous one), and changesets no spec produces any more (no current spec). Every one
+    /// touched is queued for the reconciler.
+    pub async fn record_apply(
+        &self,
+        batch_change_id: BatchChangeId,
+        created: &[(RepositoryId, ChangesetSpecId)],
+        continued: &[(ChangesetId, ChangesetSpecId)],
+        retired: &[ChangesetId],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        write_transaction!(self, tx, dialect => {
+            for (repository_id, spec_id) in created {
+                let changeset_id = sqlx::query_scalar::<_, ChangesetId>(
+                    "INSERT INTO changesets (repository_id, batch_change_ids, owned_by_batch_change_id, current_spec_id, \
+                     publication_state, reconciler_state, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, 'UNPUBLISHED', 'queued', $5, $5) RETURNING id",
+                )
+                .bind(*repository_id)
+                .bind(serde_json::to_string(&[batch_change_id])?)
+                .bind(batch_change_id)
+                .bind(*spec_id)
+                .bind(now_ms)
+                .fetch_one(&mut **tx)
+                .await?;
+                sqlx::query("INSERT INTO changeset_batch_changes (changeset_id, batch_change_id) VALUES ($1, $2)")
+                    .bind(changeset_id)
+                    .bind(batch_change_id)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            for (changeset_id, spec_id) in continued {
+                sqlx::query(
+                    "UPDATE changesets SET current_spec_id = $2, reconciler_state = 'queued', failure_message = NULL, \
+                     num_failures = 0, process_after = NULL, updated_at = $3 WHERE id = $1",
+                )
+                .bind(*changeset_id)
+                .bind(*spec_id)
+                .bind(now_ms)
+                .execute(&mut **tx)
+                .await?;
+            }
+            for changeset_id in retired {
+                sqlx::query(
+                    "UPDATE changesets SET current_spec_id = NULL, reconciler_state = 'queued', failure_message = NULL, \
+                     num_failures = 0, process_after = NULL, updated_at = $2 WHERE id = $1",
+                )
+                .bind(*changeset_id)
+                .bind(now_ms)
+                .execute(&mut **tx)
+                .await?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Takes the next changeset waiting for the reconciler (oldest first), marking it
+    /// processing; `None` when there is none due.
+    pub async fn next_changeset_to_reconcile(&self, now_ms: i64) -> Result<Option<Changeset>, StoreError> {
+        write_transaction!(self, tx, dialect => {
+            let sql = format!(
+                "UPDATE changesets SET reconciler_state = 'processing', updated_at = $1 WHERE id = (\
+                 SELECT id FROM changesets WHERE reconciler_state = 'queued' AND (process_after IS NULL OR process_after <= $1) \
+                 ORDER BY updated_at, id LIMIT 1{}) RETURNING id",
+                dialect.skip_locked()
+            );
+            let Some(changeset_id) = sqlx::query_scalar::<_, ChangesetId>(sqlx::AssertSqlSafe(sql)).bind(now_ms).fetch_optional(&mut **tx).await? else {
+                return Ok(None);
+            };
+            Ok(Some(
+                sqlx::query_as::<_, Changeset>(concat!("SELECT ", changeset_columns!(), " FROM changesets c WHERE c.id = $1"))
+                    .bind(changeset_id)
+                    .fetch_one(&mut **tx)
+                    .await?,
+            ))
+        })
+    }
+
+    /// Records what the reconciler did to a changeset. On success the current spec becomes the
+    /// one it was reconciled to (`previous_spec_id`), so re-applying it plans nothing.
+    pub async fn finish_reconciling(&self, changeset_id: ChangesetId, outcome: &ReconcileOutcome, now_ms: i64) -> Result<(), StoreError> {
+        write_transaction!(self, tx, dialect => {
+            sqlx::query(
+                "UPDATE changesets SET reconciler_state = $2, failure_message = $3, \
+                 num_failures = CASE WHEN $3 IS NULL THEN 0 ELSE num_failures + 1 END, process_after = $4, \
+                 publication_state = COALESCE($5, publication_state), external_state = COALESCE($6, external_state), \
+                 external_branch = COALESCE($7, external_branch), archived = archived OR $8, \
+                 detached_at = CASE WHEN $9 THEN $10 ELSE detached_at END, \
+                 previous_spec_id = CASE WHEN $2 = 'completed' THEN current_spec_id ELSE previous_spec_id END, \
+                 updated_at = $10 WHERE id = $1",
+            )
+            .bind(changeset_id)
+            .bind(outcome.reconciler_state.clone())
+            .bind(outcome.failure_message.clone())
+            .bind(outcome.process_after)
+            .bind(outcome.publication_state.clone())
+            .bind(outcome.external_state.clone())
+            .bind(outcome.external_branch.clone())
+            .bind(outcome.archived)
+            .bind(outcome.detached)
+            .bind(now_ms)
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
+        })
+    }
+}
+
+/// What one reconciler pass did to a changeset (`None` leaves a column as it was).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReconcileOutcome {
+    /// `completed`, `errored` (retried after `process_after`) or `failed`.
+    pub reconciler_state: String,
+    pub failure_message: Option<String>,
+    pub process_after: Option<i64>,
+    pub publication_state: Option<String>,
+    pub external_state: Option<String>,
+    pub external_branch: Option<String>,
+    pub archived: bool,
+    pub detached: bool,
 }

@@ -902,6 +902,67 @@ async fn batch_specs_resolution_and_changesets(store: Store) {
         store.get_changeset(changeset.id).await.expect("get"),
         changeset
     );
+
+    // The reconciler's queue: apply records new, continued and retired changesets.
+    let other = store
+        .insert_changeset(
+            &NewChangeset {
+                repository_id: repository.id,
+                batch_change_ids: vec![batch_change.id],
+                owned_by_batch_change_id: Some(batch_change.id),
+                current_spec_id: Some(spec_ids[0]),
+                external_id: None,
+                publication_state: String::from("PUBLISHED"),
+                reconciler_state: String::from("completed"),
+                metadata: json!({}),
+            },
+            111,
+        )
+        .await
+        .expect("second changeset");
+    // Both existing changesets are queued or done; drain the first one first.
+    let first = store.next_changeset_to_reconcile(120).await.expect("next").expect("the queued one");
+    assert_eq!((first.id, first.reconciler_state.as_str()), (changeset.id, "processing"));
+    assert!(store.next_changeset_to_reconcile(120).await.expect("next").is_none(), "nothing else is queued");
+    store
+        .finish_reconciling(
+            first.id,
+            &ReconcileOutcome {
+                reconciler_state: String::from("completed"),
+                publication_state: Some(String::from("PUBLISHED")),
+                external_branch: Some(String::from("refs/heads/batch/x")),
+                ..ReconcileOutcome::default()
+            },
+            121,
+        )
+        .await
+        .expect("finish");
+    let reconciled = store.get_changeset(first.id).await.expect("get");
+    assert_eq!(
+        (reconciled.reconciler_state.as_str(), reconciled.publication_state.as_str(), reconciled.previous_spec_id, reconciled.external_branch.as_deref()),
+        ("completed", "PUBLISHED", Some(spec_ids[0]), Some("refs/heads/batch/x"))
+    );
+    store
+        .record_apply(batch_change.id, &[(repository.id, spec_ids[0])], &[(first.id, spec_ids[0])], &[other.id], 130)
+        .await
+        .expect("record apply");
+    let listed = store.list_changesets_for_batch_change(batch_change.id, None, 10).await.expect("list");
+    assert_eq!(listed.len(), 3, "one new changeset");
+    assert!(listed.iter().all(|changeset| changeset.reconciler_state == "queued"), "{listed:?}");
+    let retired = store.get_changeset(other.id).await.expect("get");
+    assert_eq!(retired.current_spec_id, None, "a retired changeset has no current spec");
+    // A failure is counted and waits until `process_after`.
+    let next = store.next_changeset_to_reconcile(140).await.expect("next").expect("queued");
+    store
+        .finish_reconciling(
+            next.id,
+            &ReconcileOutcome { reconciler_state: String::from("queued"), failure_message: Some(String::from("host down")), process_after: Some(500), ..ReconcileOutcome::default() },
+            141,
+        )
+        .await
+        .expect("errored");
+    let retried = store.get_changeset(next.id).await.expect("get");
+    assert_eq!((retried.num_failures, retried.failure_message.as_deref(), retried.process_after), (1, Some("host down"), Some(500)));
 }
 
 async fn step_cache_round_trips(store: Store) {
