@@ -51,6 +51,10 @@ pub enum Command {
     #[command(verbatim_doc_comment)]
     Executor(ExecutorArgs),
 
+    /// Look at the changesets of batch changes (what apply pushed).
+    #[command(subcommand)]
+    Changesets(ChangesetsCommand),
+
     /// Manage code host connections (where repositories come from).
     #[command(subcommand)]
     Codehost(CodehostCommand),
@@ -665,6 +669,63 @@ pub enum BatchCommand {
     ///   flotilla batch remote -f hello.batch.yaml --follow
     #[command(verbatim_doc_comment)]
     Remote(RemoteArgs),
+
+    /// Run a spec server-side (as preview does), then apply it: its changeset specs become the
+    /// batch change's changesets and the server pushes them. Prints what each changeset gets
+    /// (push, publish, update, close, ...). Applying the same spec again does nothing; an
+    /// edited spec updates the same changesets; a repository the spec no longer matches has
+    /// its changeset closed. On plain git code hosts a changeset is a branch pushed to the
+    /// repository; pull requests on GitHub, GitLab, Gitea and Bitbucket are not built yet.
+    ///
+    /// Examples:
+    ///   flotilla batch apply -f hello.batch.yaml
+    ///   flotilla batch apply --preview 6f1c0e2a9b3d4e5f6a7b8c9d   # a spec already previewed
+    #[command(verbatim_doc_comment)]
+    Apply(ApplyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[arg(short = 'f', long = "file", value_name = "FILE", required_unless_present = "preview", conflicts_with = "preview")]
+    pub file: Option<PathBuf>,
+    /// Apply a batch spec that already ran (the id `batch preview` printed).
+    #[arg(long, value_name = "ID")]
+    pub preview: Option<String>,
+    /// Print the plan as JSON on standard output.
+    #[arg(long)]
+    pub json: bool,
+    /// Namespace (user or organisation) of the batch change; yours by default.
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Ignore cached step results and run every step again.
+    #[arg(long)]
+    pub clear_cache: bool,
+    #[command(flatten)]
+    pub connection: ServerConnection,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChangesetsCommand {
+    /// List a batch change's changesets: repository, branch, publication and reconciler state.
+    ///
+    /// Example:
+    ///   flotilla changesets list --batch-change hello-world --json
+    #[command(verbatim_doc_comment)]
+    List(ChangesetsListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ChangesetsListArgs {
+    /// The batch change's name (the spec's `name`).
+    #[arg(long, value_name = "NAME")]
+    pub batch_change: String,
+    /// Its namespace (user or organisation); yours by default.
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub connection: ServerConnection,
 }
 
 #[derive(Debug, Args)]

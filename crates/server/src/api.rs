@@ -359,11 +359,11 @@ async fn resolve_batch_spec(State(state): State<SharedState>, headers: HeaderMap
 
 /// Loads a batch spec by its public id. Every signed-in user may read every batch spec (as in
 /// Sourcegraph); what it shows of repositories they cannot read is filtered by the callers.
-async fn batch_spec_by_id(state: &SharedState, id: &str) -> ApiResult<flotilla_store::BatchSpec> {
+pub(crate) async fn batch_spec_by_id(state: &SharedState, id: &str) -> ApiResult<flotilla_store::BatchSpec> {
     state.store.get_batch_spec_by_rand_id(id).await.map_err(|_| ApiError::not_found(format!("no batch spec {id}; check the id `flotilla batch remote` printed")))
 }
 
-async fn batch_spec_status(state: &SharedState, row: &flotilla_store::BatchSpec) -> ApiResult<BatchSpecStatus> {
+pub(crate) async fn batch_spec_status(state: &SharedState, row: &flotilla_store::BatchSpec) -> ApiResult<BatchSpecStatus> {
     let resolution = state.store.get_resolution_job(row.id).await?;
     let counts = state.store.job_counts_by_state(row.id).await?;
     let workspaces = state.store.count_workspaces(row.id).await?;

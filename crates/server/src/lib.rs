@@ -11,7 +11,9 @@
 //! routes, executor and job tokens), [`mirrors`] (code hosts → mirrored repositories),
 //! [`resolution`] (spec → workspaces → jobs), [`changeset_specs`] (results → changeset
 //! specs), [`admission`] (mounted files and the image allow list), [`metrics`] (Prometheus),
-//! [`reconciler_plan`] (apply's rewirer and the reconciler's plan, over data alone),
+//! [`apply`] (batch spec → batch change and its changesets), [`reconciler_plan`] (apply's
+//! rewirer and the reconciler's plan, over data alone), [`reconciler`] (the worker that
+//! pushes branches),
 //! [`janitor`] (stalled jobs), [`secrets_crypto`] (tokens and encryption at rest).
 //! Only this crate knows HTTP routing; only `flotilla-store` knows SQL.
 
@@ -19,6 +21,7 @@ pub mod access;
 pub mod accounts;
 pub mod admission;
 pub mod api;
+pub mod apply;
 pub mod audit;
 pub mod changeset_specs;
 pub mod code_host_credentials;
@@ -27,6 +30,7 @@ pub mod executor_api;
 pub mod janitor;
 pub mod metrics;
 pub mod mirrors;
+pub mod reconciler;
 pub mod reconciler_plan;
 pub mod passwords;
 pub mod resolution;
@@ -105,6 +109,8 @@ pub struct AppState {
     pub jobs_queued: Notify,
     /// Woken when a batch spec needs resolving.
     pub resolution_requested: Notify,
+    /// Woken when an apply queued changesets for the reconciler.
+    pub reconcile_requested: Notify,
     /// Woken when a mirror sync is requested.
     pub sync_requested: Notify,
     /// One lock per repository, so a background sync and a requested one never clone or
@@ -174,6 +180,7 @@ pub async fn start(config: ServerConfig, store: Store) -> anyhow::Result<Running
         jobs_queued: Notify::new(),
         resolution_requested: Notify::new(),
         sync_requested: Notify::new(),
+        reconcile_requested: Notify::new(),
         job_durations: metrics::JobDurations::default(),
         trees: resolution::TreeCache::default(),
         dequeue_caches: executor_api::DequeueCaches::default(),
@@ -189,6 +196,7 @@ pub async fn start(config: ServerConfig, store: Store) -> anyhow::Result<Running
         .merge(secrets::router(state.clone()))
         .merge(code_host_credentials::router(state.clone()))
         .merge(tokens::router(state.clone()))
+        .merge(apply::router(state.clone()))
         .merge(executor_api::router(state.clone()));
     let serve_shutdown = shutdown.clone();
     tasks.spawn(async move {
@@ -199,6 +207,7 @@ pub async fn start(config: ServerConfig, store: Store) -> anyhow::Result<Running
     });
     tasks.spawn(mirrors::run_syncer(state.clone(), shutdown.clone()));
     tasks.spawn(resolution::run_worker(state.clone(), shutdown.clone()));
+    tasks.spawn(reconciler::run_worker(state.clone(), shutdown.clone()));
     tasks.spawn(janitor::run(state.clone(), shutdown.clone()));
     Ok(RunningServer { address, state, shutdown, tasks })
 }

@@ -12,8 +12,7 @@
 use std::collections::BTreeMap;
 
 /// One step the reconciler takes on a changeset (Sourcegraph's operation names).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Operation {
     /// Push the commit to the changeset's branch (force: the branch belongs to the batch change).
     Push,
@@ -33,6 +32,23 @@ pub enum Operation {
     Archive,
     /// Remove an unpublished changeset the spec no longer produces.
     Detach,
+}
+
+impl Operation {
+    /// Sourcegraph's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Push => "push",
+            Operation::Publish => "publish",
+            Operation::PublishDraft => "publish-draft",
+            Operation::Update => "update",
+            Operation::Undraft => "undraft",
+            Operation::Close => "close",
+            Operation::Reopen => "reopen",
+            Operation::Archive => "archive",
+            Operation::Detach => "detach",
+        }
+    }
 }
 
 /// What a changeset spec asks for: `published` as the template (or the UI) says.

@@ -225,3 +225,42 @@ pub struct LogEntryInfo {
     pub duration_ms: Option<i64>,
     pub output: String,
 }
+
+/// One changeset in an apply: where it goes and what the reconciler will do.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedChangeset {
+    pub repository: String,
+    pub head_ref: String,
+    /// `create`, `continue` or `retire`.
+    pub action: String,
+    /// Sourcegraph's operation names: push, publish, publish-draft, update, undraft, close,
+    /// reopen, archive, detach. Empty: nothing to do.
+    pub operations: Vec<String>,
+}
+
+/// What an apply does (or, previewed, would do).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplyPlan {
+    pub batch_change: String,
+    pub changesets: Vec<PlannedChangeset>,
+}
+
+/// A changeset as `flotilla changesets list` shows it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangesetInfo {
+    pub id: i64,
+    pub repository: String,
+    pub head_ref: String,
+    pub title: String,
+    /// UNPUBLISHED or PUBLISHED.
+    pub publication_state: String,
+    /// PUSHED (a branch on a plain git host), DRAFT, OPEN, CLOSED, MERGED.
+    pub external_state: Option<String>,
+    /// queued, processing, completed, failed.
+    pub reconciler_state: String,
+    pub failure_message: Option<String>,
+    pub archived: bool,
+}

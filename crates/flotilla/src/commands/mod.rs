@@ -12,7 +12,7 @@ mod up;
 
 use std::process::ExitCode;
 
-use crate::cli::{BatchCommand, BenchCommand, Cli, CodehostCommand, CodehostCredentialCommand, Command, OrgsCommand, ReposCommand, SecretsCommand, TokensCommand, UsersCommand};
+use crate::cli::{BatchCommand, BenchCommand, ChangesetsCommand, Cli, CodehostCommand, CodehostCredentialCommand, Command, OrgsCommand, ReposCommand, SecretsCommand, TokensCommand, UsersCommand};
 
 pub fn run(arguments: Cli) -> anyhow::Result<ExitCode> {
     match arguments.command {
@@ -21,6 +21,8 @@ pub fn run(arguments: Cli) -> anyhow::Result<ExitCode> {
         Command::Batch(BatchCommand::Preview(preview)) => runtime()?.block_on(remote::preview(preview)),
         Command::Batch(BatchCommand::Remote(remote)) => runtime()?.block_on(remote::remote(remote)),
         Command::Batch(BatchCommand::Repositories(repositories)) => runtime()?.block_on(remote::repositories(repositories)),
+        Command::Batch(BatchCommand::Apply(apply)) => runtime()?.block_on(remote::apply(apply)),
+        Command::Changesets(ChangesetsCommand::List(list)) => runtime()?.block_on(remote::list_changesets(list)),
         Command::Up(up) => runtime()?.block_on(up::up(up)),
         Command::Bench(BenchCommand::Queue(queue)) => runtime()?.block_on(bench::queue(queue)),
         Command::Bench(BenchCommand::Resolution(resolution)) => runtime()?.block_on(bench::resolution(resolution)),

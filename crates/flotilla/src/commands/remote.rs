@@ -4,10 +4,10 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use flotilla_wire::api::{BatchSpecStatus, ChangesetSpecInfo, ChangesetSpecPage, CreateBatchSpec, UploadedMountFile, WorkspaceInfo, WorkspacePage};
+use flotilla_wire::api::{ApplyPlan, BatchSpecStatus, ChangesetInfo, ChangesetSpecInfo, ChangesetSpecPage, CreateBatchSpec, UploadedMountFile, WorkspaceInfo, WorkspacePage};
 
 use super::batch::read_spec_source;
-use crate::cli::{PreviewArgs, RemoteArgs, RepositoriesArgs};
+use crate::cli::{ApplyArgs, ChangesetsListArgs, PreviewArgs, RemoteArgs, RepositoriesArgs};
 use crate::client::Client;
 
 /// Uploads the spec after validating it locally (so errors show with the file's name).
@@ -276,5 +276,66 @@ pub async fn repositories(arguments: RepositoriesArgs) -> anyhow::Result<ExitCod
         );
     }
     eprintln!("{} workspaces in {} repositories", workspaces.len(), repositories.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn apply(arguments: ApplyArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(arguments.connection.url.clone(), arguments.connection.token.clone())?;
+    let id = match (&arguments.preview, &arguments.file) {
+        (Some(id), _) => id.clone(),
+        (None, Some(file)) => {
+            let created = match upload(&client, file, arguments.namespace.clone(), false, arguments.clear_cache).await? {
+                Ok(created) => created,
+                Err(code) => return Ok(code),
+            };
+            let status = follow(&client, &created.id, arguments.json).await?;
+            if status.resolution_state == "failed" {
+                eprintln!("error: resolving the workspaces failed: {}", status.resolution_failure.unwrap_or_default());
+                return Ok(ExitCode::from(1));
+            }
+            if status.jobs.failed > 0 {
+                eprintln!("warning: {} workspaces failed; their changesets are left out (see `flotilla batch preview`)", status.jobs.failed);
+            }
+            created.id
+        }
+        (None, None) => anyhow::bail!("give the spec with -f FILE, or an already previewed batch spec with --preview ID"),
+    };
+    let plan: ApplyPlan = client.post(&format!("/api/v1/batch-specs/{id}/apply"), &serde_json::json!({})).await?;
+    if arguments.json {
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("Applied batch change {} ({} changesets):", plan.batch_change, plan.changesets.len());
+    for changeset in &plan.changesets {
+        let operations = if changeset.operations.is_empty() { "nothing to do".to_owned() } else { changeset.operations.join(", ") };
+        println!("  {:<8} {} {}: {operations}", changeset.action, changeset.repository, changeset.head_ref.trim_start_matches("refs/heads/"));
+    }
+    eprintln!("the server is pushing them now; follow with `flotilla changesets list --batch-change {}`", plan.batch_change);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn list_changesets(arguments: ChangesetsListArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(arguments.connection.url.clone(), arguments.connection.token.clone())?;
+    let mut path = format!("/api/v1/batch-changes/{}/changesets", arguments.batch_change);
+    if let Some(namespace) = &arguments.namespace {
+        path.push_str(&format!("?namespace={namespace}"));
+    }
+    let changesets: Vec<ChangesetInfo> = client.get(&path).await?;
+    if arguments.json {
+        println!("{}", serde_json::to_string_pretty(&changesets)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for changeset in &changesets {
+        let external = changeset.external_state.as_deref().unwrap_or("-");
+        println!(
+            "{} {} {} {} reconciler:{}{}",
+            changeset.repository,
+            changeset.head_ref.trim_start_matches("refs/heads/"),
+            changeset.publication_state,
+            external,
+            changeset.reconciler_state,
+            changeset.failure_message.as_deref().map(|message| format!(" ({message})")).unwrap_or_default()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

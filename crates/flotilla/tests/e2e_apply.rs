@@ -1,0 +1,115 @@
+//! `flotilla batch apply` against a plain git code host (a folder of bare repositories): the
+//! changesets become branches pushed to the repositories themselves; applying again does
+//! nothing; an edited spec updates the same branches; a repository the spec no longer matches
+//! has its branch deleted and its changeset archived.
+
+mod support;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use support::{flotilla, make_repository, start_executor, start_server, wait_until};
+
+const ADMIN: &str = "flt_u_apply_e2e_admin_token_00000000000000000000000000000000000";
+const EXECUTOR: &str = "flt_e_apply_e2e_executor_token_0000000000000000000000000000000";
+
+fn run(url: &str, arguments: &[&str]) -> std::process::Output {
+    flotilla().args(arguments).env("FLOTILLA_URL", url).env("FLOTILLA_TOKEN", ADMIN).stdin(Stdio::null()).output().expect("run flotilla")
+}
+
+fn spec(query: &str, line: &str) -> String {
+    format!(
+        "name: greetings\non:\n  - repositoriesMatchingQuery: {query}\nsteps:\n  - run: |\n      if [ \"${{{{ repository.name }}}}\" != \"local/gamma\" ]; then echo \"{line}\" >> README.md; fi\n    container: alpine:3\nchangesetTemplate:\n  title: Greet ${{{{ repository.name }}}}\n  body: Adds a greeting\n  branch: batch/greetings\n  commit:\n    message: Add a greeting\n    author:\n      name: Ada\n      email: ada@example.com\n  published: true\n"
+    )
+}
+
+/// Applies a spec file and returns the plan as (repository, action, operations).
+fn apply(url: &str, file: &Path) -> Vec<(String, String, String)> {
+    let output = run(url, &["batch", "apply", "--json", "-f", file.to_str().expect("utf-8")]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    plan_rows(&output.stdout)
+}
+
+fn plan_rows(stdout: &[u8]) -> Vec<(String, String, String)> {
+    let plan: serde_json::Value = serde_json::from_slice(stdout).expect("JSON plan");
+    plan["changesets"]
+        .as_array()
+        .expect("changesets")
+        .iter()
+        .map(|changeset| {
+            let operations: Vec<&str> = changeset["operations"].as_array().expect("operations").iter().filter_map(|operation| operation.as_str()).collect();
+            (changeset["repository"].as_str().expect("repository").to_owned(), changeset["action"].as_str().expect("action").to_owned(), operations.join(","))
+        })
+        .collect()
+}
+
+fn rows(items: &[(&str, &str, &str)]) -> Vec<(String, String, String)> {
+    items.iter().map(|(repository, action, operations)| ((*repository).to_owned(), (*action).to_owned(), (*operations).to_owned())).collect()
+}
+
+/// Waits until the reconciler has finished every changeset; returns them.
+fn reconciled(url: &str) -> Vec<serde_json::Value> {
+    let mut listed = Vec::new();
+    wait_until(Duration::from_secs(60), "the reconciler to finish", || {
+        let output = run(url, &["changesets", "list", "--batch-change", "greetings", "--json"]);
+        listed = serde_json::from_slice::<Vec<serde_json::Value>>(&output.stdout).unwrap_or_default();
+        !listed.is_empty() && listed.iter().all(|changeset| matches!(changeset["reconcilerState"].as_str(), Some("completed" | "failed")))
+    });
+    listed
+}
+
+/// The README on `batch/greetings` in a bare repository, if the branch exists.
+fn branch_readme(repository: &Path) -> Option<String> {
+    let output = std::process::Command::new("git")
+        .args(["--git-dir", repository.to_str().expect("utf-8"), "show", "refs/heads/batch/greetings:README.md"])
+        .output()
+        .expect("git show");
+    output.status.success().then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+#[test]
+fn apply_pushes_branches_and_follows_the_spec() {
+    let root = tempfile::tempdir().expect("temp dir");
+    for name in ["alpha", "beta", "gamma"] {
+        make_repository(root.path(), name, &[("README.md", &format!("# {name}\n"))]);
+    }
+    let repos = root.path().join("repos");
+    let (_server, url) = start_server(&root.path().join("data"), ADMIN, EXECUTOR, &[]);
+    let _executor = start_executor(&url, EXECUTOR, "apply", &root.path().join("executor"), "process");
+    assert!(run(&url, &["codehost", "add", "--kind", "git", "--name", "local", "--path", repos.to_str().expect("utf-8")]).status.success());
+    assert!(run(&url, &["repos", "sync"]).status.success());
+
+    // First apply: two changesets (gamma's step changes nothing), pushed as branches.
+    let file = root.path().join("greetings.batch.yaml");
+    std::fs::write(&file, spec("repo:^local/", "hello")).expect("write spec");
+    assert_eq!(apply(&url, &file), rows(&[("local/alpha", "create", "push"), ("local/beta", "create", "push")]));
+    let listed = reconciled(&url);
+    assert!(listed.iter().all(|changeset| changeset["reconcilerState"] == "completed" && changeset["externalState"] == "PUSHED"), "{listed:?}");
+    assert_eq!(branch_readme(&repos.join("alpha.git")).as_deref(), Some("# alpha\nhello\n"));
+    assert_eq!(branch_readme(&repos.join("beta.git")).as_deref(), Some("# beta\nhello\n"));
+    assert_eq!(branch_readme(&repos.join("gamma.git")), None);
+    let author = std::process::Command::new("git")
+        .args(["--git-dir", repos.join("alpha.git").to_str().expect("utf-8"), "log", "-1", "--format=%an <%ae> %s", "refs/heads/batch/greetings"])
+        .output()
+        .expect("git log");
+    assert_eq!(String::from_utf8_lossy(&author.stdout).trim(), "Ada <ada@example.com> Add a greeting");
+
+    // The same spec again: the same changesets, nothing to do.
+    assert_eq!(apply(&url, &file), rows(&[("local/alpha", "continue", ""), ("local/beta", "continue", "")]));
+
+    // An edited spec: the same branches get the new commit.
+    std::fs::write(&file, spec("repo:^local/", "hello again")).expect("write spec");
+    assert_eq!(apply(&url, &file), rows(&[("local/alpha", "continue", "push"), ("local/beta", "continue", "push")]));
+    reconciled(&url);
+    assert_eq!(branch_readme(&repos.join("alpha.git")).as_deref(), Some("# alpha\nhello again\n"));
+
+    // beta no longer matched: its branch is deleted and its changeset archived.
+    std::fs::write(&file, spec("repo:^local/(alpha|gamma)", "hello again")).expect("write spec");
+    assert_eq!(apply(&url, &file), rows(&[("local/alpha", "continue", ""), ("local/beta", "retire", "close,archive")]));
+    let listed = reconciled(&url);
+    let beta = listed.iter().find(|changeset| changeset["repository"] == "local/beta").expect("beta listed");
+    assert_eq!((beta["externalState"].as_str(), beta["archived"].as_bool()), (Some("CLOSED"), Some(true)), "{beta}");
+    assert_eq!(branch_readme(&repos.join("beta.git")), None, "beta's branch is gone");
+    assert_eq!(branch_readme(&repos.join("alpha.git")).as_deref(), Some("# alpha\nhello again\n"));
+}

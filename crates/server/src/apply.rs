@@ -1,0 +1,311 @@
+//! Applying a batch spec: its changeset specs become the batch change's changesets, and the
+//! reconciler is asked to bring each to where its spec wants it.
+//!
+//! The decision is [`crate::reconciler_plan`]'s over the stored state, so the preview
+//! (`GET …/apply-preview`) shows exactly the operations an apply (`POST …/apply`) queues.
+//! Applying the same spec twice queues nothing new; an edited spec continues the existing
+//! changesets (matched by repository and branch) instead of opening new ones; a repository the
+//! spec no longer produces gets its changeset closed and archived.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use flotilla_spec::BatchSpec;
+use flotilla_store::{
+    BatchChange, BatchChangeUpdate, BatchSpec as BatchSpecRow, Changeset, ChangesetSpec, ChangesetSpecId, Clock, CodeHostKind,
+    Namespace, NewBatchChange, RepositoryId,
+};
+use flotilla_wire::api::{ApplyPlan, ChangesetInfo, PlannedChangeset};
+use serde::Deserialize;
+
+use crate::SharedState;
+use crate::api::authenticate;
+use crate::error::{ApiError, ApiResult};
+use crate::reconciler_plan::{ChangesetKey, ChangesetView, Desired, External, HostCapabilities, Rewiring, SpecView, plan, rewire};
+
+pub fn router(state: SharedState) -> Router {
+    Router::new()
+        .route("/api/v1/batch-specs/{id}/apply-preview", get(preview))
+        .route("/api/v1/batch-specs/{id}/apply", post(apply))
+        .route("/api/v1/batch-changes/{name}/changesets", get(list_changesets))
+        .with_state(state)
+}
+
+/// What a code host can do with changesets.
+pub fn capabilities(kind: CodeHostKind) -> HostCapabilities {
+    match kind {
+        CodeHostKind::GitDirectory | CodeHostKind::GitUrls => HostCapabilities::GIT,
+        CodeHostKind::BitbucketServer => HostCapabilities::FORGE_WITHOUT_DRAFTS,
+        _ => HostCapabilities::FORGE,
+    }
+}
+
+/// The plan's view of a stored changeset spec.
+pub fn spec_view(spec: &ChangesetSpec) -> SpecView {
+    let desired = match &spec.published {
+        Some(serde_json::Value::Bool(true)) => Desired::Published,
+        Some(serde_json::Value::String(text)) if text == "draft" => Desired::Draft,
+        _ => Desired::Unpublished,
+    };
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    spec.diff.hash(&mut hasher);
+    SpecView {
+        desired,
+        base_ref: spec.base_ref.clone().unwrap_or_default(),
+        title: spec.title.clone().unwrap_or_default(),
+        body: spec.body.clone().unwrap_or_default(),
+        commit_message: spec.commit_message.clone().unwrap_or_default(),
+        author: format!("{} <{}>", spec.author_name.as_deref().unwrap_or_default(), spec.author_email.as_deref().unwrap_or_default()),
+        diff_digest: format!("{:016x}", hasher.finish()),
+    }
+}
+
+/// Where a stored changeset is on its host.
+pub fn external(changeset: &Changeset) -> External {
+    if changeset.publication_state == "UNPUBLISHED" {
+        return External::Unpublished;
+    }
+    match changeset.external_state.as_deref() {
+        Some("DRAFT") => External::Draft,
+        Some("CLOSED") => External::Closed,
+        Some("MERGED") => External::Merged,
+        Some("OPEN") => External::Open,
+        _ => External::Pushed,
+    }
+}
+
+/// Everything an apply decides, before anything is written.
+struct Decided {
+    plan: ApplyPlan,
+    existing: Option<BatchChange>,
+    created: Vec<(RepositoryId, ChangesetSpecId)>,
+    continued: Vec<(flotilla_store::ChangesetId, ChangesetSpecId)>,
+    retired: Vec<flotilla_store::ChangesetId>,
+}
+
+async fn decide(state: &SharedState, row: &BatchSpecRow) -> ApiResult<Decided> {
+    let spec: BatchSpec = serde_json::from_value(row.parsed_spec.clone()).map_err(|error| ApiError::internal(format!("the stored spec is unreadable: {error}")))?;
+    let namespace = row.namespace()?;
+    let existing = state.store.get_batch_change_by_name(namespace, &spec.name).await?;
+    let mut specs: Vec<ChangesetSpec> = Vec::new();
+    let mut after = None;
+    loop {
+        let page = state.store.list_changeset_specs(row.id, after, 1000).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        specs.extend(page);
+    }
+    let mut changesets: Vec<Changeset> = Vec::new();
+    if let Some(batch_change) = &existing {
+        let mut after = None;
+        loop {
+            let page = state.store.list_changesets_for_batch_change(batch_change.id, after, 1000).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id);
+            changesets.extend(page.into_iter().filter(|changeset| !changeset.archived && changeset.detached_at.is_none()));
+        }
+    }
+    // The spec each existing changeset was last applied to: its key and what it asked for.
+    let mut applied_specs: HashMap<ChangesetSpecId, ChangesetSpec> = HashMap::new();
+    for changeset in &changesets {
+        for id in [changeset.current_spec_id, changeset.previous_spec_id].into_iter().flatten() {
+            if let std::collections::hash_map::Entry::Vacant(entry) = applied_specs.entry(id) {
+                entry.insert(state.store.get_changeset_spec(id).await?);
+            }
+        }
+    }
+    let key_of_spec = |spec: &ChangesetSpec| -> ChangesetKey { (spec.repository_id.0, spec.head_ref.clone().unwrap_or_default()) };
+    let spec_keys: Vec<(ChangesetKey, &ChangesetSpec)> = specs.iter().map(|spec| (key_of_spec(spec), spec)).collect();
+    let changeset_keys: Vec<(ChangesetKey, &Changeset)> = changesets
+        .iter()
+        .filter_map(|changeset| {
+            let applied = changeset.current_spec_id.or(changeset.previous_spec_id)?;
+            Some((key_of_spec(applied_specs.get(&applied)?), changeset))
+        })
+        .collect();
+
+    let mut repositories: HashMap<RepositoryId, (String, CodeHostKind)> = HashMap::new();
+    let mut host_kinds: HashMap<flotilla_store::CodeHostId, CodeHostKind> = HashMap::new();
+    let mut ids: Vec<RepositoryId> = specs.iter().map(|spec| spec.repository_id).chain(changesets.iter().map(|changeset| changeset.repository_id)).collect();
+    ids.sort();
+    ids.dedup();
+    for repository in state.store.get_repositories(&ids).await? {
+        let kind = match host_kinds.get(&repository.code_host_id) {
+            Some(kind) => *kind,
+            None => {
+                let kind = state.store.get_code_host(repository.code_host_id).await?.kind;
+                host_kinds.insert(repository.code_host_id, kind);
+                kind
+            }
+        };
+        repositories.insert(repository.id, (repository.name, kind));
+    }
+    let describe = |repository_id: RepositoryId| repositories.get(&repository_id).cloned().unwrap_or_else(|| (format!("repository {repository_id}"), CodeHostKind::GitUrls));
+
+    let mut decided = Decided {
+        plan: ApplyPlan { batch_change: spec.name.clone(), changesets: Vec::new() },
+        existing,
+        created: Vec::new(),
+        continued: Vec::new(),
+        retired: Vec::new(),
+    };
+    let mut problems = Vec::new();
+    for rewiring in rewire(&spec_keys, &changeset_keys) {
+        let (repository_id, head_ref, action, view) = match &rewiring {
+            Rewiring::Create { spec } => (spec.repository_id, spec.head_ref.clone(), "create", ChangesetView { external: External::Unpublished, previous: None, current: Some(spec_view(spec)) }),
+            Rewiring::Continue { changeset, spec } => {
+                let previous = changeset.previous_spec_id.and_then(|id| applied_specs.get(&id)).map(spec_view);
+                (changeset.repository_id, spec.head_ref.clone(), "continue", ChangesetView { external: external(changeset), previous, current: Some(spec_view(spec)) })
+            }
+            Rewiring::Retire { changeset } => {
+                let applied = changeset.current_spec_id.or(changeset.previous_spec_id).and_then(|id| applied_specs.get(&id));
+                (changeset.repository_id, applied.and_then(|spec| spec.head_ref.clone()), "retire", ChangesetView { external: external(changeset), previous: applied.map(spec_view), current: None })
+            }
+        };
+        let (repository, kind) = describe(repository_id);
+        match plan(&view, capabilities(kind)) {
+            Ok(operations) => decided.plan.changesets.push(PlannedChangeset {
+                repository,
+                head_ref: head_ref.unwrap_or_default(),
+                action: action.to_owned(),
+                operations: operations.iter().map(|operation| operation.as_str().to_owned()).collect(),
+            }),
+            Err(problem) => problems.push(format!("{repository}: {problem}")),
+        }
+        match rewiring {
+            Rewiring::Create { spec } => decided.created.push((spec.repository_id, spec.id)),
+            Rewiring::Continue { changeset, spec } => decided.continued.push((changeset.id, spec.id)),
+            Rewiring::Retire { changeset } => decided.retired.push(changeset.id),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::bad_request(format!("the batch spec cannot be applied as it is:\n{}", problems.join("\n"))));
+    }
+    Ok(decided)
+}
+
+async fn preview(State(state): State<SharedState>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<Json<ApplyPlan>> {
+    authenticate(&state, &headers).await?;
+    let row = crate::api::batch_spec_by_id(&state, &id).await?;
+    Ok(Json(decide(&state, &row).await?.plan))
+}
+
+async fn apply(State(state): State<SharedState>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<Json<ApplyPlan>> {
+    let caller = authenticate(&state, &headers).await?;
+    let row = crate::api::batch_spec_by_id(&state, &id).await?;
+    crate::access::require_can_administer(&state, &caller, &row).await?;
+    let status = crate::api::batch_spec_status(&state, &row).await?;
+    if !matches!(status.state.as_str(), "completed" | "failed") {
+        return Err(ApiError::conflict(format!("the batch spec is still {}: wait until its workspaces finish (`flotilla batch preview` waits)", status.state)));
+    }
+    if !status.problems.is_empty() {
+        return Err(ApiError::conflict(format!("the batch spec cannot be applied: {}", status.problems.join("; "))));
+    }
+    let decided = decide(&state, &row).await?;
+    let now = Clock::now_ms();
+    let spec: BatchSpec = serde_json::from_value(row.parsed_spec.clone()).map_err(|error| ApiError::internal(format!("the stored spec is unreadable: {error}")))?;
+    let batch_change = match &decided.existing {
+        Some(existing) => existing.clone(),
+        None => {
+            state
+                .store
+                .create_batch_change(
+                    &NewBatchChange {
+                        namespace: row.namespace()?,
+                        name: spec.name.clone(),
+                        description: spec.description.clone(),
+                        creator_user_id: caller.user.id,
+                        batch_spec_id: Some(row.id),
+                    },
+                    now,
+                )
+                .await?
+        }
+    };
+    state.store.record_apply(batch_change.id, &decided.created, &decided.continued, &decided.retired, now).await?;
+    state
+        .store
+        .update_batch_change(
+            batch_change.id,
+            &BatchChangeUpdate {
+                description: spec.description.clone(),
+                batch_spec_id: Some(row.id),
+                last_applier_user_id: Some(caller.user.id),
+                last_applied_at: Some(now),
+                closed_at: None,
+            },
+            now,
+        )
+        .await?;
+    state.store.set_batch_spec_batch_change(row.id, Some(batch_change.id), now).await?;
+    crate::audit::record(&state, caller.user.id, "batch_change.apply", "batch_change", &spec.name, serde_json::json!({ "batchSpec": row.rand_id })).await?;
+    state.reconcile_requested.notify_one();
+    Ok(Json(decided.plan))
+}
+
+#[derive(Deserialize)]
+struct NamespaceQuery {
+    namespace: Option<String>,
+}
+
+async fn list_changesets(State(state): State<SharedState>, headers: HeaderMap, Path(name): Path<String>, Query(query): Query<NamespaceQuery>) -> ApiResult<Json<Vec<ChangesetInfo>>> {
+    let caller = authenticate(&state, &headers).await?;
+    let namespace = match query.namespace.as_deref() {
+        None => Namespace::User(caller.user.id),
+        Some(name) if name == caller.user.username => Namespace::User(caller.user.id),
+        Some(name) => match state.store.get_org_by_name(name).await? {
+            Some(org) => Namespace::Org(org.id),
+            None => match state.store.get_user_by_username(name).await? {
+                Some(user) => Namespace::User(user.id),
+                None => return Err(ApiError::not_found(format!("no user or organisation named {name}"))),
+            },
+        },
+    };
+    let batch_change = state
+        .store
+        .get_batch_change_by_name(namespace, &name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no batch change {name}; apply a batch spec first (`flotilla batch apply -f SPEC`)")))?;
+    let visibility = crate::access::RepositoryVisibility::for_caller(&state, &caller).await?;
+    let mut result = Vec::new();
+    let mut after = None;
+    loop {
+        let page = state.store.list_changesets_for_batch_change(batch_change.id, after, 1000).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        let mut ids: Vec<RepositoryId> = page.iter().map(|changeset| changeset.repository_id).collect();
+        ids.sort();
+        ids.dedup();
+        let names: HashMap<RepositoryId, String> = state
+            .store
+            .get_repositories(&ids)
+            .await?
+            .into_iter()
+            .filter(|repository| visibility.can_read(repository))
+            .map(|repository| (repository.id, repository.name))
+            .collect();
+        for changeset in page {
+            let Some(repository) = names.get(&changeset.repository_id) else { continue };
+            let spec = match changeset.current_spec_id.or(changeset.previous_spec_id) {
+                Some(id) => Some(state.store.get_changeset_spec(id).await?),
+                None => None,
+            };
+            result.push(ChangesetInfo {
+                id: changeset.id.0,
+                repository: repository.clone(),
+                head_ref: spec.as_ref().and_then(|spec| spec.head_ref.clone()).or(changeset.external_branch.clone()).unwrap_or_default(),
+                title: spec.as_ref().and_then(|spec| spec.title.clone()).unwrap_or_default(),
+                publication_state: changeset.publication_state,
+                external_state: changeset.external_state,
+                reconciler_state: changeset.reconciler_state,
+                failure_message: changeset.failure_message,
+                archived: changeset.archived,
+            });
+        }
+    }
+    Ok(Json(result))
+}

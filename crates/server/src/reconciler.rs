@@ -1,0 +1,156 @@
+//! The reconciler: a background worker that brings each queued changeset to where its spec
+//! wants it, one changeset at a time, with the operations [`crate::reconciler_plan`] decides
+//! from the stored state (so a crash mid-way just plans the rest again).
+//!
+//! On plain git hosts (a folder of repositories, or git URLs) a changeset is a branch: `Push`
+//! commits the spec's diff onto its base in the server's mirror and force-pushes it to the
+//! repository's own remote (the branch belongs to the batch change), and `Close` deletes the
+//! branch. Pull requests on GitHub, GitLab, Gitea and Bitbucket are not built yet: such
+//! changesets fail with a message saying so. A diff that no longer applies fails at once;
+//! other failures (the remote unreachable) are retried with growing pauses, ten times.
+
+use std::time::Duration;
+
+use flotilla_git::{BranchName, CommitId, GitTime, PushOptions, Signature};
+use flotilla_store::{Changeset, ChangesetSpec, Clock, ReconcileOutcome};
+use tokio_util::sync::CancellationToken;
+
+use crate::SharedState;
+use crate::apply::{capabilities, external, spec_view};
+use crate::mirrors::mirror_path;
+use crate::reconciler_plan::{ChangesetView, Operation, plan};
+
+/// Attempts before a retryable failure becomes final.
+const MAX_ATTEMPTS: i64 = 10;
+
+/// Runs until shutdown.
+pub async fn run_worker(state: SharedState, shutdown: CancellationToken) {
+    loop {
+        match state.store.next_changeset_to_reconcile(Clock::now_ms()).await {
+            Ok(Some(changeset)) => {
+                let outcome = reconcile(&state, &changeset).await;
+                if let Some(message) = &outcome.failure_message {
+                    tracing::warn!(changeset.id = changeset.id.0, state = %outcome.reconciler_state, error = %message, "reconciling a changeset failed");
+                }
+                if let Err(error) = state.store.finish_reconciling(changeset.id, &outcome, Clock::now_ms()).await {
+                    tracing::error!(changeset.id = changeset.id.0, %error, "recording a reconciled changeset failed");
+                }
+                continue;
+            }
+            Ok(None) => {}
+            Err(error) => tracing::error!(%error, "taking the next changeset to reconcile failed"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = state.reconcile_requested.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}
+
+/// Why one pass failed: final, or worth another try later.
+enum Failure {
+    Final(String),
+    Retry(String),
+}
+
+async fn reconcile(state: &SharedState, changeset: &Changeset) -> ReconcileOutcome {
+    match try_reconcile(state, changeset).await {
+        Ok(outcome) => outcome,
+        Err(Failure::Final(message)) => ReconcileOutcome { reconciler_state: "failed".into(), failure_message: Some(message), ..ReconcileOutcome::default() },
+        Err(Failure::Retry(message)) if changeset.num_failures + 1 >= MAX_ATTEMPTS => ReconcileOutcome {
+            reconciler_state: "failed".into(),
+            failure_message: Some(format!("{message} (gave up after {MAX_ATTEMPTS} attempts; retry with a new apply)")),
+            ..ReconcileOutcome::default()
+        },
+        Err(Failure::Retry(message)) => {
+            let pause = Duration::from_secs(5 * 2u64.pow(changeset.num_failures.clamp(0, 6) as u32)).min(Duration::from_secs(300));
+            ReconcileOutcome {
+                reconciler_state: "queued".into(),
+                failure_message: Some(message),
+                process_after: Some(Clock::now_ms() + pause.as_millis() as i64),
+                ..ReconcileOutcome::default()
+            }
+        }
+    }
+}
+
+async fn try_reconcile(state: &SharedState, changeset: &Changeset) -> Result<ReconcileOutcome, Failure> {
+    let store_error = |error: flotilla_store::StoreError| Failure::Retry(error.to_string());
+    let current = match changeset.current_spec_id {
+        Some(id) => Some(state.store.get_changeset_spec(id).await.map_err(store_error)?),
+        None => None,
+    };
+    let previous = match changeset.previous_spec_id {
+        Some(id) => Some(state.store.get_changeset_spec(id).await.map_err(store_error)?),
+        None => None,
+    };
+    let repository = state.store.get_repository(changeset.repository_id).await.map_err(store_error)?;
+    let host = state.store.get_code_host(repository.code_host_id).await.map_err(store_error)?;
+    let view = ChangesetView { external: external(changeset), previous: previous.as_ref().map(spec_view), current: current.as_ref().map(spec_view) };
+    let host_capabilities = capabilities(host.kind);
+    let operations = plan(&view, host_capabilities).map_err(Failure::Final)?;
+    let mut outcome = ReconcileOutcome { reconciler_state: "completed".into(), ..ReconcileOutcome::default() };
+    if operations.is_empty() {
+        return Ok(outcome);
+    }
+    if host_capabilities.pull_requests && operations.iter().any(|operation| !matches!(operation, Operation::Archive | Operation::Detach)) {
+        return Err(Failure::Final(format!(
+            "opening and updating pull requests on {} code hosts is not built yet; use a plain git code host to push branches",
+            host.kind.as_str()
+        )));
+    }
+    let credentials = crate::code_host_credentials::connection_git_credentials(&state.config.secret_key, &host).map_err(|error| Failure::Final(error.to_string()))?;
+    let mirror = mirror_path(&state.config, repository.id);
+    let options = || PushOptions { credentials: credentials.as_ref(), force: true, timeout: Some(Duration::from_secs(600)) };
+    for operation in operations {
+        match operation {
+            Operation::Push => {
+                let spec = current.as_ref().ok_or_else(|| Failure::Final("nothing to push: the changeset has no spec".to_owned()))?;
+                let (branch, commit) = commit_for(&mirror, spec).await?;
+                flotilla_git::push(&mirror, &repository.clone_url, &commit, &branch, options())
+                    .await
+                    .map_err(|error| Failure::Retry(format!("pushing {} to {}: {error}", branch.as_str(), repository.name)))?;
+                outcome.publication_state = Some("PUBLISHED".into());
+                outcome.external_state = Some("PUSHED".into());
+                outcome.external_branch = spec.head_ref.clone();
+            }
+            Operation::Close => {
+                let head_ref = previous.as_ref().and_then(|spec| spec.head_ref.clone()).or(changeset.external_branch.clone()).unwrap_or_default();
+                let branch = BranchName::new(head_ref.trim_start_matches("refs/heads/")).map_err(|error| Failure::Final(error.to_string()))?;
+                flotilla_git::delete_remote_branch(&mirror, &repository.clone_url, &branch, options())
+                    .await
+                    .map_err(|error| Failure::Retry(format!("deleting {} in {}: {error}", branch.as_str(), repository.name)))?;
+                outcome.external_state = Some("CLOSED".into());
+            }
+            Operation::Archive => outcome.archived = true,
+            Operation::Detach => outcome.detached = true,
+            Operation::Publish | Operation::PublishDraft | Operation::Update | Operation::Undraft | Operation::Reopen => {
+                return Err(Failure::Final(format!("{operation:?} needs pull requests, which this code host does not have")));
+            }
+        }
+    }
+    Ok(outcome)
+}
+
+/// The spec's commit: its diff on its base revision, with its message and author, dated when
+/// the spec was made (so the same spec always gives the same commit).
+async fn commit_for(mirror: &std::path::Path, spec: &ChangesetSpec) -> Result<(BranchName, CommitId), Failure> {
+    let final_error = |error: flotilla_git::GitError| Failure::Final(error.to_string());
+    let head_ref = spec.head_ref.as_deref().unwrap_or_default();
+    let branch = BranchName::new(head_ref.trim_start_matches("refs/heads/")).map_err(final_error)?;
+    let base = CommitId::new(spec.base_rev.as_deref().unwrap_or_default()).map_err(final_error)?;
+    let time = GitTime { seconds_since_epoch: spec.created_at / 1000, offset_minutes: 0 };
+    let author = Signature {
+        name: spec.author_name.clone().unwrap_or_else(|| "Flotilla".to_owned()),
+        email: spec.author_email.clone().unwrap_or_else(|| "flotilla@localhost".to_owned()),
+        time,
+    };
+    let commit = flotilla_git::commit_diff(mirror, &base, spec.diff.as_deref().unwrap_or_default(), spec.commit_message.as_deref().unwrap_or_default(), &author, &author)
+        .await
+        .map_err(|error| match error {
+            flotilla_git::GitError::PatchDoesNotApply { .. } => Failure::Final(format!("the changeset's diff does not apply to its base any more: {error}; run the batch spec again")),
+            other => Failure::Retry(other.to_string()),
+        })?;
+    Ok((branch, commit))
+}
