@@ -83,6 +83,14 @@ fn apply_pushes_branches_and_follows_the_spec() {
     // First apply: two changesets (gamma's step changes nothing), pushed as branches.
     let file = root.path().join("greetings.batch.yaml");
     std::fs::write(&file, spec("repo:^local/", "hello")).expect("write spec");
+    // The preview says what apply would do.
+    let preview = run(&url, &["batch", "preview", "--json", "-f", file.to_str().expect("utf-8")]);
+    assert!(preview.status.success(), "{}", String::from_utf8_lossy(&preview.stderr));
+    let document: serde_json::Value = serde_json::from_slice(&preview.stdout).expect("JSON");
+    assert_eq!(
+        plan_rows(document["applyPlan"].to_string().as_bytes()),
+        rows(&[("local/alpha", "create", "push"), ("local/beta", "create", "push")])
+    );
     assert_eq!(apply(&url, &file), rows(&[("local/alpha", "create", "push"), ("local/beta", "create", "push")]));
     let listed = reconciled(&url);
     assert!(listed.iter().all(|changeset| changeset["reconcilerState"] == "completed" && changeset["externalState"] == "PUSHED"), "{listed:?}");

@@ -170,6 +170,8 @@ pub async fn preview(arguments: PreviewArgs) -> anyhow::Result<ExitCode> {
     }
     let workspaces = all_workspaces(&client, &created.id).await?;
     let changeset_specs = all_changeset_specs(&client, &created.id).await?;
+    // What `batch apply` would do with them (absent when they cannot be applied as they are).
+    let apply_plan: Option<ApplyPlan> = client.get(&format!("/api/v1/batch-specs/{}/apply-preview", created.id)).await.ok();
     let failed = workspaces.iter().filter(|workspace| workspace.state == "failed").count();
     if workspaces.is_empty() {
         eprintln!("warning: the spec matched no repositories; check `on` and that the repositories are mirrored (`flotilla repos list`)");
@@ -188,6 +190,7 @@ pub async fn preview(arguments: PreviewArgs) -> anyhow::Result<ExitCode> {
                 "executor": workspace.executor,
                 "failureMessage": workspace.failure_message,
             })).collect::<Vec<_>>(),
+            "applyPlan": apply_plan,
             "changesetSpecs": changeset_specs.iter().map(|spec| serde_json::json!({
                 "repository": spec.repository,
                 "baseRef": spec.base_ref,
@@ -221,6 +224,13 @@ pub async fn preview(arguments: PreviewArgs) -> anyhow::Result<ExitCode> {
             };
             println!("  {} {} → {} (published: {published})", spec.repository, spec.base_ref.trim_start_matches("refs/heads/"), spec.head_ref.trim_start_matches("refs/heads/"));
             println!("    {}", spec.title);
+        }
+        if let Some(plan) = &apply_plan {
+            println!("If applied to batch change {}:", plan.batch_change);
+            for changeset in &plan.changesets {
+                let operations = if changeset.operations.is_empty() { "nothing to do".to_owned() } else { changeset.operations.join(", ") };
+                println!("  {:<8} {} {}: {operations}", changeset.action, changeset.repository, changeset.head_ref.trim_start_matches("refs/heads/"));
+            }
         }
     }
     for problem in &status.problems {
