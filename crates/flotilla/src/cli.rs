@@ -408,12 +408,20 @@ pub struct PolicyArgs {
     /// Largest file a step may mount, in bytes.
     #[arg(long, default_value_t = 10 << 20, value_name = "BYTES")]
     pub max_mount_file_bytes: usize,
+    /// Send events (batch_change.apply/close/delete, changeset.publish/error) as JSON POSTs to
+    /// this URL; repeat for several.
+    #[arg(long = "webhook", value_name = "URL", env = "FLOTILLA_WEBHOOKS", value_delimiter = ',')]
+    pub webhooks: Vec<String>,
+    /// Sign webhook bodies: `X-Flotilla-Signature: sha256=<HMAC-SHA256 of the body>`.
+    #[arg(long, value_name = "SECRET", env = "FLOTILLA_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
 }
 
 impl PolicyArgs {
     pub fn apply(&self, config: &mut flotilla_server::ServerConfig) {
         config.allowed_images = self.allowed_images.iter().map(|pattern| pattern.trim().to_owned()).filter(|pattern| !pattern.is_empty()).collect();
         config.max_mount_file_bytes = self.max_mount_file_bytes;
+        config.webhooks = flotilla_server::webhooks::WebhookConfig { urls: self.webhooks.clone(), secret: self.webhook_secret.clone() };
     }
 }
 
@@ -682,6 +690,46 @@ pub enum BatchCommand {
     ///   flotilla batch apply --preview 6f1c0e2a9b3d4e5f6a7b8c9d   # a spec already previewed
     #[command(verbatim_doc_comment)]
     Apply(ApplyArgs),
+
+    /// Close a batch change; with --close-changesets its changesets are closed too (on plain
+    /// git hosts: their branches deleted) and archived. Applying a spec again reopens it.
+    ///
+    /// Example:
+    ///   flotilla batch close hello-world --close-changesets
+    #[command(verbatim_doc_comment)]
+    Close(CloseArgs),
+
+    /// Delete a closed batch change (its changesets stay on the code hosts as they are).
+    ///
+    /// Example:
+    ///   flotilla batch close hello-world && flotilla batch delete hello-world
+    #[command(verbatim_doc_comment)]
+    Delete(DeleteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CloseArgs {
+    /// The batch change's name (the spec's `name`).
+    pub name: String,
+    /// Close its open changesets too.
+    #[arg(long)]
+    pub close_changesets: bool,
+    /// Its namespace (user or organisation); yours by default.
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    #[command(flatten)]
+    pub connection: ServerConnection,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// The batch change's name.
+    pub name: String,
+    /// Its namespace (user or organisation); yours by default.
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    #[command(flatten)]
+    pub connection: ServerConnection,
 }
 
 #[derive(Debug, Args)]

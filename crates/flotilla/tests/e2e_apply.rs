@@ -1,7 +1,8 @@
 //! `flotilla batch apply` against a plain git code host (a folder of bare repositories): the
 //! changesets become branches pushed to the repositories themselves; applying again does
 //! nothing; an edited spec updates the same branches; a repository the spec no longer matches
-//! has its branch deleted and its changeset archived.
+//! has its branch deleted and its changeset archived; closing closes the rest and deleting
+//! removes the batch change; webhooks announce each step, signed.
 
 mod support;
 
@@ -75,7 +76,8 @@ fn apply_pushes_branches_and_follows_the_spec() {
         make_repository(root.path(), name, &[("README.md", &format!("# {name}\n"))]);
     }
     let repos = root.path().join("repos");
-    let (_server, url) = start_server(&root.path().join("data"), ADMIN, EXECUTOR, &[]);
+    let (hook_url, received) = webhook_receiver();
+    let (_server, url) = start_server(&root.path().join("data"), ADMIN, EXECUTOR, &["--webhook", &hook_url, "--webhook-secret", "hook-secret"]);
     let _executor = start_executor(&url, EXECUTOR, "apply", &root.path().join("executor"), "process");
     assert!(run(&url, &["codehost", "add", "--kind", "git", "--name", "local", "--path", repos.to_str().expect("utf-8")]).status.success());
     assert!(run(&url, &["repos", "sync"]).status.success());
@@ -120,4 +122,68 @@ fn apply_pushes_branches_and_follows_the_spec() {
     assert_eq!((beta["externalState"].as_str(), beta["archived"].as_bool()), (Some("CLOSED"), Some(true)), "{beta}");
     assert_eq!(branch_readme(&repos.join("beta.git")), None, "beta's branch is gone");
     assert_eq!(branch_readme(&repos.join("alpha.git")).as_deref(), Some("# alpha\nhello again\n"));
+
+    // Deleting an open batch change is refused; closing it with its changesets deletes alpha's
+    // branch; then it can be deleted.
+    let refused = run(&url, &["batch", "delete", "greetings"]);
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("close it first"), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert!(run(&url, &["batch", "close", "greetings", "--close-changesets"]).status.success());
+    wait_until(Duration::from_secs(60), "alpha's branch to be deleted", || branch_readme(&repos.join("alpha.git")).is_none());
+    let listed = reconciled(&url);
+    assert!(listed.iter().all(|changeset| changeset["archived"] == true), "{listed:?}");
+    assert!(run(&url, &["batch", "delete", "greetings"]).status.success());
+    assert!(!run(&url, &["changesets", "list", "--batch-change", "greetings"]).status.success(), "the batch change is gone");
+
+    // Every step was announced, signed with the secret.
+    wait_until(Duration::from_secs(30), "the webhook events", || received.lock().expect("events").iter().any(|(event, _, _)| event == "batch_change.delete"));
+    let events = received.lock().expect("events").clone();
+    for expected in ["batch_change.apply", "changeset.publish", "batch_change.close", "batch_change.delete"] {
+        assert!(events.iter().any(|(event, _, _)| event == expected), "no {expected} in {events:?}");
+    }
+    for (event, body, signature) in &events {
+        let expected = format!("sha256={}", hex_hmac(b"hook-secret", body.as_bytes()));
+        assert_eq!(signature, &expected, "{event} is signed");
+    }
+}
+
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>>;
+
+/// A minimal HTTP receiver on loopback that records (event header, body, signature header).
+fn webhook_receiver() -> (String, Received) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("address"));
+    let received: Received = Default::default();
+    let store = received.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let (mut event, mut signature, mut length) = (String::new(), String::new(), 0usize);
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                let value = line.split_once(':').map(|(_, value)| value.trim().to_owned()).unwrap_or_default();
+                if lower.starts_with("x-flotilla-event:") {
+                    event = value;
+                } else if lower.starts_with("x-flotilla-signature:") {
+                    signature = value;
+                } else if lower.starts_with("content-length:") {
+                    length = value.parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            store.lock().expect("events").push((event, String::from_utf8_lossy(&body).into_owned(), signature));
+            let _ = reader.get_mut().write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (url, received)
+}
+
+/// HMAC-SHA256 as hex, computed here with the `sha256sum`-free standard construction.
+fn hex_hmac(key: &[u8], message: &[u8]) -> String {
+    flotilla_server::webhooks::hmac_sha256(key, message).iter().map(|byte| format!("{byte:02x}")).collect()
 }

@@ -129,29 +129,37 @@ impl RepositoryVisibility {
     }
 }
 
-/// Checks the caller may change (cancel, retry) the batch spec, with a 403 that says who can.
+/// Checks the caller may change (cancel, retry, apply) the batch spec, with a 403 that says who can.
 pub async fn require_can_administer(state: &SharedState, caller: &AuthenticatedToken, spec: &BatchSpec) -> ApiResult<()> {
-    if is_site_admin(caller) || spec.creator_user_id == caller.user.id {
+    require_can_change(state, caller, Some(spec.creator_user_id), spec.namespace()?, &format!("batch spec {}", spec.rand_id)).await
+}
+
+/// Checks the caller may change (close, delete) the batch change.
+pub async fn require_can_administer_batch_change(state: &SharedState, caller: &AuthenticatedToken, batch_change: &flotilla_store::BatchChange) -> ApiResult<()> {
+    require_can_change(state, caller, batch_change.creator_user_id, batch_change.namespace()?, &format!("batch change {}", batch_change.name)).await
+}
+
+/// Sourcegraph's rule for changing what lives in a namespace: its creator, site admins, the
+/// namespace's user, the org's admins, and its members when the org allows it.
+async fn require_can_change(state: &SharedState, caller: &AuthenticatedToken, creator: Option<UserId>, namespace: Namespace, what: &str) -> ApiResult<()> {
+    if is_site_admin(caller) || creator == Some(caller.user.id) {
         return Ok(());
     }
-    match spec.namespace()? {
+    match namespace {
         Namespace::User(user) if user == caller.user.id => Ok(()),
-        Namespace::User(_) => Err(ApiError::forbidden(format!(
-            "only the creator of batch spec {} and site admins can change it; ask them",
-            spec.rand_id
-        ))),
+        Namespace::User(_) => Err(ApiError::forbidden(format!("only the creator of {what} and site admins can change it; ask them"))),
         Namespace::Org(org_id) => {
             let org = state.store.get_org(org_id).await?;
             match state.store.get_org_role(org_id, caller.user.id).await? {
                 Some(OrgRole::Admin) => Ok(()),
                 Some(OrgRole::Member) if org.members_can_administer_batch_changes => Ok(()),
                 Some(OrgRole::Member) => Err(ApiError::forbidden(format!(
-                    "organization {} lets only its admins change its batch specs; ask an admin of {}, or ask them to run `flotilla orgs set {} --members-can-administer true`",
+                    "organization {} lets only its admins change its batch changes; ask an admin of {}, or ask them to run `flotilla orgs set {} --members-can-administer true`",
                     org.name, org.name, org.name
                 ))),
                 None => Err(ApiError::forbidden(format!(
-                    "batch spec {} belongs to organization {}; only its creator, admins of {} (and members, when it allows) and site admins can change it",
-                    spec.rand_id, org.name, org.name
+                    "{what} belongs to organization {}; only its creator, admins of {} (and members, when it allows) and site admins can change it",
+                    org.name, org.name
                 ))),
             }
         }

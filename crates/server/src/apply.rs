@@ -12,7 +12,7 @@ use std::hash::{Hash, Hasher};
 
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use flotilla_spec::BatchSpec;
 use flotilla_store::{
@@ -32,6 +32,8 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/v1/batch-specs/{id}/apply-preview", get(preview))
         .route("/api/v1/batch-specs/{id}/apply", post(apply))
         .route("/api/v1/batch-changes/{name}/changesets", get(list_changesets))
+        .route("/api/v1/batch-changes/{name}/close", post(close))
+        .route("/api/v1/batch-changes/{name}", delete(delete_batch_change))
         .with_state(state)
 }
 
@@ -244,6 +246,14 @@ async fn apply(State(state): State<SharedState>, headers: HeaderMap, Path(id): P
     state.store.set_batch_spec_batch_change(row.id, Some(batch_change.id), now).await?;
     crate::audit::record(&state, caller.user.id, "batch_change.apply", "batch_change", &spec.name, serde_json::json!({ "batchSpec": row.rand_id })).await?;
     state.reconcile_requested.notify_one();
+    crate::webhooks::emit(&state, crate::webhooks::Event {
+        event: "batch_change.apply".into(),
+        batch_change: Some(spec.name.clone()),
+        repository: None,
+        branch: None,
+        message: None,
+        at: now,
+    });
     Ok(Json(decided.plan))
 }
 
@@ -252,24 +262,115 @@ struct NamespaceQuery {
     namespace: Option<String>,
 }
 
-async fn list_changesets(State(state): State<SharedState>, headers: HeaderMap, Path(name): Path<String>, Query(query): Query<NamespaceQuery>) -> ApiResult<Json<Vec<ChangesetInfo>>> {
-    let caller = authenticate(&state, &headers).await?;
-    let namespace = match query.namespace.as_deref() {
+/// The batch change `name` in the namespace the query names (the caller's own by default).
+async fn find_batch_change(state: &SharedState, caller: &flotilla_store::AuthenticatedToken, name: &str, namespace: Option<&str>) -> ApiResult<BatchChange> {
+    let namespace = match namespace {
         None => Namespace::User(caller.user.id),
-        Some(name) if name == caller.user.username => Namespace::User(caller.user.id),
-        Some(name) => match state.store.get_org_by_name(name).await? {
+        Some(namespace) if namespace == caller.user.username => Namespace::User(caller.user.id),
+        Some(namespace) => match state.store.get_org_by_name(namespace).await? {
             Some(org) => Namespace::Org(org.id),
-            None => match state.store.get_user_by_username(name).await? {
+            None => match state.store.get_user_by_username(namespace).await? {
                 Some(user) => Namespace::User(user.id),
-                None => return Err(ApiError::not_found(format!("no user or organisation named {name}"))),
+                None => return Err(ApiError::not_found(format!("no user or organisation named {namespace}"))),
             },
         },
     };
-    let batch_change = state
+    state
         .store
-        .get_batch_change_by_name(namespace, &name)
+        .get_batch_change_by_name(namespace, name)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("no batch change {name}; apply a batch spec first (`flotilla batch apply -f SPEC`)")))?;
+        .ok_or_else(|| ApiError::not_found(format!("no batch change {name}; apply a batch spec first (`flotilla batch apply -f SPEC`)")))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct CloseRequest {
+    #[serde(default)]
+    close_changesets: bool,
+}
+
+/// Closes a batch change; with `closeChangesets`, its open changesets are closed too (branches
+/// deleted on plain git hosts) and archived.
+async fn close(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(query): Query<NamespaceQuery>,
+    Json(request): Json<CloseRequest>,
+) -> ApiResult<Json<BatchChangeClosed>> {
+    let caller = authenticate(&state, &headers).await?;
+    let batch_change = find_batch_change(&state, &caller, &name, query.namespace.as_deref()).await?;
+    crate::access::require_can_administer_batch_change(&state, &caller, &batch_change).await?;
+    let now = Clock::now_ms();
+    let mut closing = Vec::new();
+    if request.close_changesets {
+        let mut after = None;
+        loop {
+            let page = state.store.list_changesets_for_batch_change(batch_change.id, after, 1000).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id);
+            closing.extend(page.iter().filter(|changeset| !changeset.archived && changeset.detached_at.is_none()).map(|changeset| changeset.id));
+        }
+        state.store.record_apply(batch_change.id, &[], &[], &closing, now).await?;
+        state.reconcile_requested.notify_one();
+    }
+    state
+        .store
+        .update_batch_change(
+            batch_change.id,
+            &BatchChangeUpdate {
+                description: batch_change.description.clone(),
+                batch_spec_id: batch_change.batch_spec_id,
+                last_applier_user_id: batch_change.last_applier_user_id,
+                last_applied_at: batch_change.last_applied_at,
+                closed_at: Some(now),
+            },
+            now,
+        )
+        .await?;
+    crate::audit::record(&state, caller.user.id, "batch_change.close", "batch_change", &name, serde_json::json!({ "closeChangesets": request.close_changesets })).await?;
+    crate::webhooks::emit(&state, crate::webhooks::Event {
+        event: "batch_change.close".into(),
+        batch_change: Some(name.clone()),
+        repository: None,
+        branch: None,
+        message: None,
+        at: now,
+    });
+    Ok(Json(BatchChangeClosed { batch_change: name, closing_changesets: closing.len() }))
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BatchChangeClosed {
+    batch_change: String,
+    closing_changesets: usize,
+}
+
+/// Deletes a closed batch change (its changesets stay on the code hosts as they are).
+async fn delete_batch_change(State(state): State<SharedState>, headers: HeaderMap, Path(name): Path<String>, Query(query): Query<NamespaceQuery>) -> ApiResult<axum::http::StatusCode> {
+    let caller = authenticate(&state, &headers).await?;
+    let batch_change = find_batch_change(&state, &caller, &name, query.namespace.as_deref()).await?;
+    crate::access::require_can_administer_batch_change(&state, &caller, &batch_change).await?;
+    if batch_change.closed_at.is_none() {
+        return Err(ApiError::conflict(format!("batch change {name} is open: close it first (`flotilla batch close {name}`, with --close-changesets to close its changesets)")));
+    }
+    state.store.delete_batch_change(batch_change.id).await?;
+    crate::audit::record(&state, caller.user.id, "batch_change.delete", "batch_change", &name, serde_json::json!({})).await?;
+    crate::webhooks::emit(&state, crate::webhooks::Event {
+        event: "batch_change.delete".into(),
+        batch_change: Some(name),
+        repository: None,
+        branch: None,
+        message: None,
+        at: Clock::now_ms(),
+    });
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+async fn list_changesets(State(state): State<SharedState>, headers: HeaderMap, Path(name): Path<String>, Query(query): Query<NamespaceQuery>) -> ApiResult<Json<Vec<ChangesetInfo>>> {
+    let caller = authenticate(&state, &headers).await?;
+    let batch_change = find_batch_change(&state, &caller, &name, query.namespace.as_deref()).await?;
     let visibility = crate::access::RepositoryVisibility::for_caller(&state, &caller).await?;
     let mut result = Vec::new();
     let mut after = None;

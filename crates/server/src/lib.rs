@@ -37,6 +37,7 @@ pub mod resolution;
 pub mod secrets;
 pub mod secrets_crypto;
 pub mod tokens;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -76,6 +77,8 @@ pub struct ServerConfig {
     /// Container images steps may use (globs such as `alpine:*` or `registry.example.com/*`);
     /// empty allows every image.
     pub allowed_images: Vec<String>,
+    /// Where events (apply, close, publish, errors) are sent.
+    pub webhooks: webhooks::WebhookConfig,
 }
 
 impl ServerConfig {
@@ -93,6 +96,7 @@ impl ServerConfig {
             max_mount_file_bytes: 10 << 20,
             max_mount_total_bytes: 100 << 20,
             allowed_images: Vec::new(),
+            webhooks: webhooks::WebhookConfig::default(),
         }
     }
 

@@ -32,6 +32,7 @@ pub async fn run_worker(state: SharedState, shutdown: CancellationToken) {
                 if let Some(message) = &outcome.failure_message {
                     tracing::warn!(changeset.id = changeset.id.0, state = %outcome.reconciler_state, error = %message, "reconciling a changeset failed");
                 }
+                announce(&state, &changeset, &outcome).await;
                 if let Err(error) = state.store.finish_reconciling(changeset.id, &outcome, Clock::now_ms()).await {
                     tracing::error!(changeset.id = changeset.id.0, %error, "recording a reconciled changeset failed");
                 }
@@ -46,6 +47,31 @@ pub async fn run_worker(state: SharedState, shutdown: CancellationToken) {
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}
         }
     }
+}
+
+/// Tells the webhooks what happened: a changeset published (pushed) or failed for good.
+async fn announce(state: &SharedState, changeset: &Changeset, outcome: &ReconcileOutcome) {
+    let event = match (outcome.reconciler_state.as_str(), outcome.external_state.as_deref()) {
+        ("failed", _) => "changeset.error",
+        ("completed", Some("PUSHED" | "OPEN" | "DRAFT")) => "changeset.publish",
+        _ => return,
+    };
+    if state.config.webhooks.urls.is_empty() {
+        return;
+    }
+    let batch_change = match changeset.owned_by_batch_change_id {
+        Some(id) => state.store.get_batch_change(id).await.ok().map(|batch_change| batch_change.name),
+        None => None,
+    };
+    let repository = state.store.get_repository(changeset.repository_id).await.ok().map(|repository| repository.name);
+    crate::webhooks::emit(state, crate::webhooks::Event {
+        event: event.into(),
+        batch_change,
+        repository,
+        branch: outcome.external_branch.clone().or(changeset.external_branch.clone()),
+        message: outcome.failure_message.clone(),
+        at: Clock::now_ms(),
+    });
 }
 
 /// Why one pass failed: final, or worth another try later.

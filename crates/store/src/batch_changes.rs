@@ -457,6 +457,17 @@ impl Store {
         })
     }
 
+    /// Deletes a batch change; its changesets stay as history, no longer linked to it.
+    pub async fn delete_batch_change(&self, batch_change_id: BatchChangeId) -> Result<(), StoreError> {
+        write_transaction!(self, tx, dialect => {
+            let deleted = sqlx::query("DELETE FROM batch_changes WHERE id = $1").bind(batch_change_id).execute(&mut **tx).await?;
+            if deleted.rows_affected() == 0 {
+                return Err(StoreError::not_found(format!("batch change {batch_change_id}")));
+            }
+            Ok(())
+        })
+    }
+
     /// Records an apply's rewiring in one transaction: new changesets (queued for the
     /// reconciler), changesets continued by a new spec (their current spec becomes the
     /// previous one), and changesets no spec produces any more (no current spec). Every one

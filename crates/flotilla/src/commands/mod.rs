@@ -22,6 +22,8 @@ pub fn run(arguments: Cli) -> anyhow::Result<ExitCode> {
         Command::Batch(BatchCommand::Remote(remote)) => runtime()?.block_on(remote::remote(remote)),
         Command::Batch(BatchCommand::Repositories(repositories)) => runtime()?.block_on(remote::repositories(repositories)),
         Command::Batch(BatchCommand::Apply(apply)) => runtime()?.block_on(remote::apply(apply)),
+        Command::Batch(BatchCommand::Close(close)) => runtime()?.block_on(remote::close(close)),
+        Command::Batch(BatchCommand::Delete(delete)) => runtime()?.block_on(remote::delete(delete)),
         Command::Changesets(ChangesetsCommand::List(list)) => runtime()?.block_on(remote::list_changesets(list)),
         Command::Up(up) => runtime()?.block_on(up::up(up)),
         Command::Bench(BenchCommand::Queue(queue)) => runtime()?.block_on(bench::queue(queue)),

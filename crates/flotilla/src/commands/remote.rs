@@ -7,7 +7,7 @@ use std::time::Duration;
 use flotilla_wire::api::{ApplyPlan, BatchSpecStatus, ChangesetInfo, ChangesetSpecInfo, ChangesetSpecPage, CreateBatchSpec, UploadedMountFile, WorkspaceInfo, WorkspacePage};
 
 use super::batch::read_spec_source;
-use crate::cli::{ApplyArgs, ChangesetsListArgs, PreviewArgs, RemoteArgs, RepositoriesArgs};
+use crate::cli::{ApplyArgs, ChangesetsListArgs, CloseArgs, DeleteArgs, PreviewArgs, RemoteArgs, RepositoriesArgs};
 use crate::client::Client;
 
 /// Uploads the spec after validating it locally (so errors show with the file's name).
@@ -347,5 +347,24 @@ pub async fn list_changesets(arguments: ChangesetsListArgs) -> anyhow::Result<Ex
             changeset.failure_message.as_deref().map(|message| format!(" ({message})")).unwrap_or_default()
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn namespace_query(namespace: &Option<String>) -> String {
+    namespace.as_ref().map(|namespace| format!("?namespace={namespace}")).unwrap_or_default()
+}
+
+pub async fn close(arguments: CloseArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(arguments.connection.url.clone(), arguments.connection.token.clone())?;
+    let path = format!("/api/v1/batch-changes/{}/close{}", arguments.name, namespace_query(&arguments.namespace));
+    let closed: serde_json::Value = client.post(&path, &serde_json::json!({ "closeChangesets": arguments.close_changesets })).await?;
+    eprintln!("closed batch change {} ({} changesets being closed)", arguments.name, closed["closingChangesets"].as_u64().unwrap_or(0));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn delete(arguments: DeleteArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(arguments.connection.url.clone(), arguments.connection.token.clone())?;
+    client.delete(&format!("/api/v1/batch-changes/{}{}", arguments.name, namespace_query(&arguments.namespace))).await?;
+    eprintln!("deleted batch change {}", arguments.name);
     Ok(ExitCode::SUCCESS)
 }
