@@ -22,7 +22,7 @@ use crate::Shared;
 use crate::state::{Comment, Fault, PullRequest, RateLimitConfig, RepositoryState, Review, State as EmulatorState, timestamp};
 use crate::{CheckRun, NewRepository};
 
-type Shared_ = State<Arc<Shared>>;
+type SharedState = State<Arc<Shared>>;
 
 const DOCS: &str = "https://docs.github.com/rest";
 
@@ -86,7 +86,7 @@ fn token_of(headers: &HeaderMap) -> Option<String> {
 }
 
 /// Authentication, injected faults and the primary rate limit, in GitHub's order.
-async fn api_gate(State(shared): Shared_, request: Request, next: Next) -> Response {
+async fn api_gate(State(shared): SharedState, request: Request, next: Next) -> Response {
     let token = token_of(request.headers());
     let (fault, decision) = {
         let mut state = shared.lock();
@@ -224,7 +224,7 @@ fn pull_json(base_url: &str, repository: &RepositoryState, pull: &PullRequest) -
     })
 }
 
-async fn list_org_repositories(State(shared): Shared_, Path(org): Path<String>, Query(page): Query<PageQuery>, uri: Uri) -> Response {
+async fn list_org_repositories(State(shared): SharedState, Path(org): Path<String>, Query(page): Query<PageQuery>, uri: Uri) -> Response {
     let items: Vec<Value> = {
         let state = shared.lock();
         state
@@ -241,7 +241,7 @@ async fn list_org_repositories(State(shared): Shared_, Path(org): Path<String>, 
     paginate(&shared, &uri, items, &page)
 }
 
-async fn get_repository(State(shared): Shared_, Path((owner, repo)): Path<(String, String)>) -> Response {
+async fn get_repository(State(shared): SharedState, Path((owner, repo)): Path<(String, String)>) -> Response {
     let state = shared.lock();
     match state.repository(&owner, &repo).and_then(|repository| repository.repository.as_ref()) {
         Some(repository) => axum::Json(repository_json(&shared.base_url, repository)).into_response(),
@@ -258,7 +258,7 @@ struct PullsQuery {
     per_page: Option<usize>,
 }
 
-async fn list_pulls(State(shared): Shared_, Path((owner, repo)): Path<(String, String)>, Query(query): Query<PullsQuery>, uri: Uri) -> Response {
+async fn list_pulls(State(shared): SharedState, Path((owner, repo)): Path<(String, String)>, Query(query): Query<PullsQuery>, uri: Uri) -> Response {
     let items: Vec<Value> = {
         let state = shared.lock();
         let Some(repository) = state.repository(&owner, &repo) else { return not_found() };
@@ -282,7 +282,7 @@ async fn list_pulls(State(shared): Shared_, Path((owner, repo)): Path<(String, S
             })
             .filter(|pull| query.base.as_ref().is_none_or(|base| *base == pull.base))
             .collect();
-        pulls.sort_by(|a, b| b.number.cmp(&a.number));
+        pulls.sort_by_key(|pull| std::cmp::Reverse(pull.number));
         pulls.into_iter().map(|pull| pull_json(&shared.base_url, repository, pull)).collect()
     };
     paginate(&shared, &uri, items, &PageQuery { page: query.page, per_page: query.per_page })
@@ -296,7 +296,7 @@ fn parse_number(number: &str) -> Option<u64> {
     number.parse().ok()
 }
 
-async fn get_pull(State(shared): Shared_, Path((owner, repo, number)): Path<(String, String, String)>) -> Response {
+async fn get_pull(State(shared): SharedState, Path((owner, repo, number)): Path<(String, String, String)>) -> Response {
     let state = shared.lock();
     let Some(repository) = state.repository(&owner, &repo) else { return not_found() };
     let Some(pull) = parse_number(&number).and_then(|number| repository.pulls.iter().find(|pull| pull.number == number)) else {
@@ -305,6 +305,7 @@ async fn get_pull(State(shared): Shared_, Path((owner, repo, number)): Path<(Str
     axum::Json(pull_json(&shared.base_url, repository, pull)).into_response()
 }
 
+#[allow(clippy::result_large_err, reason = "the error is the handler's finished answer, returned at once")]
 fn json_body(body: &Bytes) -> Result<Value, Response> {
     match serde_json::from_slice::<Value>(body) {
         Ok(value @ Value::Object(_)) => Ok(value),
@@ -316,7 +317,7 @@ fn string_field(body: &Value, field: &str) -> Option<String> {
     body.get(field).and_then(Value::as_str).map(str::to_owned)
 }
 
-async fn create_pull(State(shared): Shared_, Path((owner, repo)): Path<(String, String)>, body: Bytes) -> Response {
+async fn create_pull(State(shared): SharedState, Path((owner, repo)): Path<(String, String)>, body: Bytes) -> Response {
     let body = match json_body(&body) {
         Ok(body) => body,
         Err(response) => return response,
@@ -374,7 +375,7 @@ async fn create_pull(State(shared): Shared_, Path((owner, repo)): Path<(String, 
     (StatusCode::CREATED, axum::Json(rendered)).into_response()
 }
 
-async fn update_pull(State(shared): Shared_, Path((owner, repo, number)): Path<(String, String, String)>, body: Bytes) -> Response {
+async fn update_pull(State(shared): SharedState, Path((owner, repo, number)): Path<(String, String, String)>, body: Bytes) -> Response {
     let body = match json_body(&body) {
         Ok(body) => body,
         Err(response) => return response,
@@ -441,7 +442,7 @@ pub(crate) fn merge(state: &mut EmulatorState, owner: &str, repo: &str, number: 
     Ok(())
 }
 
-async fn merge_pull(State(shared): Shared_, Path((owner, repo, number)): Path<(String, String, String)>, body: Bytes) -> Response {
+async fn merge_pull(State(shared): SharedState, Path((owner, repo, number)): Path<(String, String, String)>, body: Bytes) -> Response {
     if !body.is_empty()
         && let Err(response) = json_body(&body)
     {
@@ -467,7 +468,7 @@ async fn merge_pull(State(shared): Shared_, Path((owner, repo, number)): Path<(S
     }
 }
 
-async fn list_reviews(State(shared): Shared_, Path((owner, repo, number)): Path<(String, String, String)>, Query(page): Query<PageQuery>, uri: Uri) -> Response {
+async fn list_reviews(State(shared): SharedState, Path((owner, repo, number)): Path<(String, String, String)>, Query(page): Query<PageQuery>, uri: Uri) -> Response {
     let items: Vec<Value> = {
         let state = shared.lock();
         let Some(repository) = state.repository(&owner, &repo) else { return not_found() };
@@ -486,7 +487,7 @@ async fn list_reviews(State(shared): Shared_, Path((owner, repo, number)): Path<
     paginate(&shared, &uri, items, &page)
 }
 
-async fn list_comments(State(shared): Shared_, Path((owner, repo, number)): Path<(String, String, String)>, Query(page): Query<PageQuery>, uri: Uri) -> Response {
+async fn list_comments(State(shared): SharedState, Path((owner, repo, number)): Path<(String, String, String)>, Query(page): Query<PageQuery>, uri: Uri) -> Response {
     let items: Vec<Value> = {
         let state = shared.lock();
         let Some(repository) = state.repository(&owner, &repo) else { return not_found() };
@@ -502,7 +503,7 @@ async fn list_comments(State(shared): Shared_, Path((owner, repo, number)): Path
     paginate(&shared, &uri, items, &page)
 }
 
-async fn create_comment(State(shared): Shared_, Path((owner, repo, number)): Path<(String, String, String)>, body: Bytes) -> Response {
+async fn create_comment(State(shared): SharedState, Path((owner, repo, number)): Path<(String, String, String)>, body: Bytes) -> Response {
     let body = match json_body(&body) {
         Ok(body) => body,
         Err(response) => return response,
@@ -530,7 +531,7 @@ pub(crate) fn resolve_commit(repository: &RepositoryState, reference: &str) -> O
     crate::git::branch_commit(&repository.repository.as_ref()?.git_dir, reference)
 }
 
-async fn list_check_runs(State(shared): Shared_, Path((owner, repo, reference)): Path<(String, String, String)>) -> Response {
+async fn list_check_runs(State(shared): SharedState, Path((owner, repo, reference)): Path<(String, String, String)>) -> Response {
     let state = shared.lock();
     let Some(repository) = state.repository(&owner, &repo) else { return not_found() };
     let Some(sha) = resolve_commit(repository, &reference) else {
@@ -549,7 +550,7 @@ async fn list_check_runs(State(shared): Shared_, Path((owner, repo, reference)):
 
 /// Only `markPullRequestReadyForReview(input: {pullRequestId: $id})`, the one mutation REST
 /// cannot replace. GraphQL reports errors with status 200, as GitHub does.
-async fn graphql(State(shared): Shared_, body: Bytes) -> Response {
+async fn graphql(State(shared): SharedState, body: Bytes) -> Response {
     let body = match json_body(&body) {
         Ok(body) => body,
         Err(response) => return response,
@@ -575,6 +576,7 @@ async fn graphql(State(shared): Shared_, body: Bytes) -> Response {
 }
 
 /// The git directory for `/{owner}/{repo}.git/...` if the request's token is accepted.
+#[allow(clippy::result_large_err, reason = "the error is the handler's finished answer, returned at once")]
 fn git_repository(shared: &Shared, headers: &HeaderMap, owner: &str, repo: &str) -> Result<std::path::PathBuf, Response> {
     let state = shared.lock();
     let authorized = token_of(headers).is_some_and(|token| state.tokens.contains(&token));
@@ -605,7 +607,7 @@ struct ServiceQuery {
     service: Option<String>,
 }
 
-async fn git_info_refs(State(shared): Shared_, Path((owner, repo)): Path<(String, String)>, Query(query): Query<ServiceQuery>, headers: HeaderMap) -> Response {
+async fn git_info_refs(State(shared): SharedState, Path((owner, repo)): Path<(String, String)>, Query(query): Query<ServiceQuery>, headers: HeaderMap) -> Response {
     let git_dir = match git_repository(&shared, &headers, &owner, &repo) {
         Ok(git_dir) => git_dir,
         Err(response) => return response,
@@ -642,7 +644,7 @@ async fn request_bytes(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Respo
     Ok(bytes)
 }
 
-async fn git_upload_pack(State(shared): Shared_, Path((owner, repo)): Path<(String, String)>, headers: HeaderMap, body: Body) -> Response {
+async fn git_upload_pack(State(shared): SharedState, Path((owner, repo)): Path<(String, String)>, headers: HeaderMap, body: Body) -> Response {
     let git_dir = match git_repository(&shared, &headers, &owner, &repo) {
         Ok(git_dir) => git_dir,
         Err(response) => return response,
@@ -658,7 +660,7 @@ async fn git_upload_pack(State(shared): Shared_, Path((owner, repo)): Path<(Stri
     }
 }
 
-async fn git_receive_pack(State(shared): Shared_, Path((owner, repo)): Path<(String, String)>, headers: HeaderMap, body: Body) -> Response {
+async fn git_receive_pack(State(shared): SharedState, Path((owner, repo)): Path<(String, String)>, headers: HeaderMap, body: Body) -> Response {
     let git_dir = match git_repository(&shared, &headers, &owner, &repo) {
         Ok(git_dir) => git_dir,
         Err(response) => return response,
@@ -680,7 +682,7 @@ fn admin_result(result: Result<(), String>) -> Response {
     }
 }
 
-async fn admin_create_repository(State(shared): Shared_, body: Bytes) -> Response {
+async fn admin_create_repository(State(shared): SharedState, body: Bytes) -> Response {
     let new: NewRepository = match serde_json::from_slice(&body) {
         Ok(new) => new,
         Err(failure) => return error(StatusCode::BAD_REQUEST, &failure.to_string()),
@@ -702,7 +704,7 @@ fn one() -> usize {
     1
 }
 
-async fn admin_faults(State(shared): Shared_, body: Bytes) -> Response {
+async fn admin_faults(State(shared): SharedState, body: Bytes) -> Response {
     match serde_json::from_slice::<FaultRequest>(&body) {
         Ok(request) => {
             shared.lock().faults.extend(std::iter::repeat_n(request.fault, request.count.min(100_000)));
@@ -712,7 +714,7 @@ async fn admin_faults(State(shared): Shared_, body: Bytes) -> Response {
     }
 }
 
-async fn admin_rate_limit(State(shared): Shared_, body: Bytes) -> Response {
+async fn admin_rate_limit(State(shared): SharedState, body: Bytes) -> Response {
     match serde_json::from_slice::<Option<RateLimitConfig>>(&body) {
         Ok(limit) => {
             let mut state = shared.lock();
@@ -724,16 +726,16 @@ async fn admin_rate_limit(State(shared): Shared_, body: Bytes) -> Response {
     }
 }
 
-async fn admin_stats(State(shared): Shared_) -> Response {
+async fn admin_stats(State(shared): SharedState) -> Response {
     axum::Json(shared.lock().stats).into_response()
 }
 
-async fn admin_merge(State(shared): Shared_, Path((owner, repo, number)): Path<(String, String, String)>) -> Response {
+async fn admin_merge(State(shared): SharedState, Path((owner, repo, number)): Path<(String, String, String)>) -> Response {
     let Some(number) = parse_number(&number) else { return not_found() };
     admin_result(merge(&mut shared.lock(), &owner, &repo, number))
 }
 
-async fn admin_close(State(shared): Shared_, Path((owner, repo, number)): Path<(String, String, String)>) -> Response {
+async fn admin_close(State(shared): SharedState, Path((owner, repo, number)): Path<(String, String, String)>) -> Response {
     let Some(number) = parse_number(&number) else { return not_found() };
     let mut state = shared.lock();
     match find_pull(&mut state, &owner, &repo, number) {
@@ -746,7 +748,7 @@ async fn admin_close(State(shared): Shared_, Path((owner, repo, number)): Path<(
     }
 }
 
-async fn admin_review(State(shared): Shared_, Path((owner, repo, number)): Path<(String, String, String)>, body: Bytes) -> Response {
+async fn admin_review(State(shared): SharedState, Path((owner, repo, number)): Path<(String, String, String)>, body: Bytes) -> Response {
     let Some(number) = parse_number(&number) else { return not_found() };
     let review: Review = match serde_json::from_slice(&body) {
         Ok(review) => review,
@@ -761,7 +763,7 @@ async fn admin_review(State(shared): Shared_, Path((owner, repo, number)): Path<
     StatusCode::NO_CONTENT.into_response()
 }
 
-async fn admin_check_run(State(shared): Shared_, Path((owner, repo, reference)): Path<(String, String, String)>, body: Bytes) -> Response {
+async fn admin_check_run(State(shared): SharedState, Path((owner, repo, reference)): Path<(String, String, String)>, body: Bytes) -> Response {
     let run: CheckRun = match serde_json::from_slice(&body) {
         Ok(run) => run,
         Err(failure) => return error(StatusCode::BAD_REQUEST, &failure.to_string()),
