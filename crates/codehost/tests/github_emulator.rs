@@ -205,6 +205,8 @@ async fn permanent_failures_fail_at_once_with_the_hosts_message() {
 async fn a_second_open_pull_request_for_a_branch_is_refused_by_the_emulator() {
     let emulator = emulator_with(&[("acme", "widgets")]).await;
     push_branch(&emulator, "acme", "widgets", "topic").await;
+    // reqwest is built without a default TLS provider; the adapter installs ring, raw clients must too.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::new();
     let url = format!("{}/repos/acme/widgets/pulls", emulator.url());
     let body = serde_json::json!({"title": "t", "head": "topic", "base": "main"});
