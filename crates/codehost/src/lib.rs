@@ -1,0 +1,95 @@
+//! The code host API every forge adapter implements, and the adapters themselves.
+//!
+//! The reconciler speaks only the types in [`types`] and the [`CodeHost`] trait, so the same
+//! plan drives GitHub, GitLab, Gitea or Bitbucket. Each adapter owns its forge's wire format,
+//! its pagination and its rate-limit rules; every call an adapter makes goes through one
+//! [`RateLimitBudget`] per credential, so everything the server does on a host shares the pace
+//! the host allows. Errors say whether retrying can help ([`CodeHostError`]).
+
+pub mod budget;
+pub mod error;
+pub mod github;
+pub mod types;
+
+use std::future::Future;
+use std::pin::Pin;
+
+pub use budget::{RateLimitBudget, RetryPolicy};
+pub use error::{CodeHostError, PermanentKind};
+pub use github::{GitHub, GitHubConfig};
+pub use types::{
+    ChangesetRequest, ChangesetUpdate, CheckState, ExternalChangeset, ExternalState,
+    HostedRepository, MergeMethod, RepositoryRef, RepositorySelection, ReviewState,
+};
+
+/// A boxed future, so that [`CodeHost`] can be used as a trait object (`Box<dyn CodeHost>`).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What the reconciler and the mirrors need from a code host. Every method is one logical
+/// operation; retries of transient failures and rate-limit waits happen inside.
+pub trait CodeHost: Send + Sync {
+    /// The repositories of an organisation (every page), or the listed ones.
+    fn list_repositories<'a>(
+        &'a self,
+        selection: &'a RepositorySelection,
+    ) -> BoxFuture<'a, Result<Vec<HostedRepository>, CodeHostError>>;
+
+    /// One repository.
+    fn get_repository<'a>(
+        &'a self,
+        repository: &'a RepositoryRef,
+    ) -> BoxFuture<'a, Result<HostedRepository, CodeHostError>>;
+
+    /// The most recent changeset (in any state) whose head is `head_ref`, if there is one.
+    /// This is what makes publishing crash-safe: look before opening, never open twice.
+    fn find_changeset_by_head<'a>(
+        &'a self,
+        repository: &'a RepositoryRef,
+        head_ref: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ExternalChangeset>, CodeHostError>>;
+
+    /// A changeset with its review and check states.
+    fn load_changeset<'a>(
+        &'a self,
+        repository: &'a RepositoryRef,
+        number: u64,
+    ) -> BoxFuture<'a, Result<ExternalChangeset, CodeHostError>>;
+
+    /// Opens a changeset (a draft when `request.draft`). Review and check states of the
+    /// returned changeset are `Pending` and `Unknown`: a new pull request has neither yet.
+    fn create_changeset<'a>(
+        &'a self,
+        request: &'a ChangesetRequest,
+    ) -> BoxFuture<'a, Result<ExternalChangeset, CodeHostError>>;
+
+    /// Changes title, body, base or open/closed state.
+    fn update_changeset<'a>(
+        &'a self,
+        repository: &'a RepositoryRef,
+        number: u64,
+        update: &'a ChangesetUpdate,
+    ) -> BoxFuture<'a, Result<ExternalChangeset, CodeHostError>>;
+
+    /// Turns a draft into a changeset ready for review.
+    fn mark_ready_for_review<'a>(
+        &'a self,
+        repository: &'a RepositoryRef,
+        number: u64,
+    ) -> BoxFuture<'a, Result<ExternalChangeset, CodeHostError>>;
+
+    /// Merges a changeset.
+    fn merge_changeset<'a>(
+        &'a self,
+        repository: &'a RepositoryRef,
+        number: u64,
+        method: MergeMethod,
+    ) -> BoxFuture<'a, Result<ExternalChangeset, CodeHostError>>;
+
+    /// Adds a comment to a changeset.
+    fn comment<'a>(
+        &'a self,
+        repository: &'a RepositoryRef,
+        number: u64,
+        body: &'a str,
+    ) -> BoxFuture<'a, Result<(), CodeHostError>>;
+}
