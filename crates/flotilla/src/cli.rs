@@ -572,12 +572,23 @@ pub struct CodehostRestrictArgs {
 
 #[derive(Debug, Args)]
 pub struct CodehostAddArgs {
-    /// `git` (a folder of git repositories) or `git-urls` (a list of clone URLs).
+    /// `git` (a folder of git repositories), `git-urls` (a list of clone URLs) or `github`.
     #[arg(long)]
     pub kind: String,
-    /// Prefix of the repositories' names: every repository becomes NAME/<path>.
+    /// Prefix of the repositories' names: every repository becomes NAME/<path> (for github,
+    /// NAME/owner/repo; NAME defaults to the API's host without `api.`, e.g. github.com).
     #[arg(long)]
-    pub name: String,
+    pub name: Option<String>,
+    /// For forges: the API's base URL, e.g. https://api.github.com or https://HOST/api/v3
+    /// (`--url` is the Flotilla server's own).
+    #[arg(long, value_name = "URL")]
+    pub api_url: Option<String>,
+    /// For forges: mirror every repository of this organisation...
+    #[arg(long, value_name = "ORG", conflicts_with = "repos")]
+    pub org: Option<String>,
+    /// ...or exactly these repositories.
+    #[arg(long, value_name = "OWNER/NAME", value_delimiter = ',')]
+    pub repos: Vec<String>,
     /// For `--kind git`: the folder on the server whose repositories are mirrored.
     #[arg(long)]
     pub path: Option<PathBuf>,

@@ -171,7 +171,27 @@ async fn create_code_host(State(state): State<SharedState>, headers: HeaderMap, 
             }
             (CodeHostKind::GitUrls, String::new(), serde_json::json!({ "urls": request.urls }))
         }
-        other => return Err(ApiError::bad_request(format!("code host kind {other:?} is not supported yet; use git-directory or git-urls"))),
+        "github" => {
+            let url = request.url.clone().ok_or_else(|| ApiError::bad_request("a github code host needs --url, the API's base URL (https://api.github.com, or https://HOST/api/v3)"))?;
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(ApiError::bad_request(format!("{url} is not an http(s) URL")));
+            }
+            if request.credential.is_none() {
+                return Err(ApiError::bad_request("a github code host needs a token: pass it on standard input with --token-stdin"));
+            }
+            let config = match (&request.org, request.repos.is_empty()) {
+                (Some(org), true) => serde_json::json!({ "org": org }),
+                (None, false) => {
+                    if let Some(bad) = request.repos.iter().find(|repo| flotilla_codehost::RepositoryRef::parse(repo).is_none()) {
+                        return Err(ApiError::bad_request(format!("{bad} is not owner/name")));
+                    }
+                    serde_json::json!({ "repos": request.repos })
+                }
+                _ => return Err(ApiError::bad_request("say which repositories to mirror: --org ORG or --repos owner/a,owner/b (one of them)")),
+            };
+            (CodeHostKind::Github, url, config)
+        }
+        other => return Err(ApiError::bad_request(format!("code host kind {other:?} is not supported yet; use git-directory, git-urls or github"))),
     };
     let credential = match &request.credential {
         Some(_) if kind == CodeHostKind::GitDirectory => {

@@ -27,6 +27,7 @@ pub mod changeset_specs;
 pub mod code_host_credentials;
 pub mod error;
 pub mod executor_api;
+pub mod forges;
 pub mod janitor;
 pub mod metrics;
 pub mod mirrors;
@@ -122,6 +123,8 @@ pub struct AppState {
     pub mirror_locks: std::sync::Mutex<std::collections::HashMap<flotilla_store::RepositoryId, Arc<tokio::sync::Mutex<()>>>>,
     /// Executor tokens and routing keys dequeues reuse (see `executor_api`).
     pub dequeue_caches: executor_api::DequeueCaches,
+    /// Forge adapters, one per code host connection (see `forges`).
+    pub forges: forges::Forges,
     /// File listings of mirrored commits (see `resolution`).
     pub trees: resolution::TreeCache,
     /// Durations of the jobs this process saw finish (for `/metrics`).
@@ -187,6 +190,7 @@ pub async fn start(config: ServerConfig, store: Store) -> anyhow::Result<Running
         reconcile_requested: Notify::new(),
         job_durations: metrics::JobDurations::default(),
         trees: resolution::TreeCache::default(),
+        forges: forges::Forges::default(),
         dequeue_caches: executor_api::DequeueCaches::default(),
         mirror_locks: std::sync::Mutex::new(std::collections::HashMap::new()),
         executors_seen: std::sync::Mutex::new(std::collections::HashMap::new()),

@@ -59,7 +59,7 @@ pub async fn sync_all(state: &SharedState) -> anyhow::Result<()> {
 /// Discovers a code host's repositories and syncs each mirror.
 pub async fn sync_code_host(state: &SharedState, code_host: &CodeHost) -> anyhow::Result<Vec<Repository>> {
     let now = Clock::now_ms();
-    let discovered = discover(code_host).await?;
+    let discovered = discover(state, code_host).await?;
     let mut repositories = Vec::with_capacity(discovered.len());
     for (name, clone_url) in discovered {
         let repository = state
@@ -85,7 +85,7 @@ pub async fn sync_code_host(state: &SharedState, code_host: &CodeHost) -> anyhow
     Ok(repositories)
 }
 
-async fn discover(code_host: &CodeHost) -> anyhow::Result<Vec<(String, String)>> {
+async fn discover(state: &SharedState, code_host: &CodeHost) -> anyhow::Result<Vec<(String, String)>> {
     match code_host.kind {
         CodeHostKind::GitDirectory => {
             let root = PathBuf::from(code_host.config.get("path").and_then(|path| path.as_str()).unwrap_or(&code_host.url));
@@ -104,6 +104,12 @@ async fn discover(code_host: &CodeHost) -> anyhow::Result<Vec<(String, String)>>
                 .filter_map(|url| url.as_str())
                 .map(|url| (format!("{}/{}", code_host.name, name_from_url(url)), url.to_owned()))
                 .collect())
+        }
+        CodeHostKind::Github => {
+            let adapter = state.forges.adapter(state, code_host).map_err(anyhow::Error::msg)?;
+            let selection = crate::forges::selection(code_host).map_err(anyhow::Error::msg)?;
+            let repositories = adapter.list_repositories(&selection).await.map_err(|error| anyhow::anyhow!("listing the repositories of {}: {error}", code_host.name))?;
+            Ok(repositories.into_iter().map(|repository| (format!("{}/{}", code_host.name, repository.full_name), repository.clone_url)).collect())
         }
         other => anyhow::bail!("code hosts of kind {other:?} are not supported yet"),
     }

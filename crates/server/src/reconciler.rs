@@ -5,8 +5,9 @@
 //! On plain git hosts (a folder of repositories, or git URLs) a changeset is a branch: `Push`
 //! commits the spec's diff onto its base in the server's mirror and force-pushes it to the
 //! repository's own remote (the branch belongs to the batch change), and `Close` deletes the
-//! branch. Pull requests on GitHub, GitLab, Gitea and Bitbucket are not built yet: such
-//! changesets fail with a message saying so. A diff that no longer applies fails at once;
+//! branch. On forges (GitHub today, through `flotilla-codehost`) the branch is pushed the same
+//! way and the pull request opened (looking first for one the branch already has, so a crash
+//! never opens two), updated, undrafted, closed or reopened. A diff that no longer applies fails at once;
 //! other failures (the remote unreachable) are retried with growing pauses, ten times.
 
 use std::time::Duration;
@@ -120,12 +121,15 @@ async fn try_reconcile(state: &SharedState, changeset: &Changeset) -> Result<Rec
     if operations.is_empty() {
         return Ok(outcome);
     }
-    if host_capabilities.pull_requests && operations.iter().any(|operation| !matches!(operation, Operation::Archive | Operation::Detach)) {
-        return Err(Failure::Final(format!(
-            "opening and updating pull requests on {} code hosts is not built yet; use a plain git code host to push branches",
-            host.kind.as_str()
-        )));
-    }
+    let forge = if host_capabilities.pull_requests {
+        let adapter = state.forges.adapter(state, &host).map_err(Failure::Final)?;
+        let reference = crate::forges::repository_ref(&host, &repository.name)
+            .ok_or_else(|| Failure::Final(format!("{} is not named NAME/owner/repo on code host {}", repository.name, host.name)))?;
+        Some((adapter, reference))
+    } else {
+        None
+    };
+    let mut number: Option<u64> = changeset.external_id.as_deref().and_then(|id| id.parse().ok());
     let credentials = crate::code_host_credentials::connection_git_credentials(&state.config.secret_key, &host).map_err(|error| Failure::Final(error.to_string()))?;
     let mirror = mirror_path(&state.config, repository.id);
     let options = || PushOptions { credentials: credentials.as_ref(), force: true, timeout: Some(Duration::from_secs(600)) };
@@ -137,9 +141,58 @@ async fn try_reconcile(state: &SharedState, changeset: &Changeset) -> Result<Rec
                 flotilla_git::push(&mirror, &repository.clone_url, &commit, &branch, options())
                     .await
                     .map_err(|error| Failure::Retry(format!("pushing {} to {}: {error}", branch.as_str(), repository.name)))?;
-                outcome.publication_state = Some("PUBLISHED".into());
-                outcome.external_state = Some("PUSHED".into());
+                if forge.is_none() {
+                    outcome.publication_state = Some("PUBLISHED".into());
+                    outcome.external_state = Some("PUSHED".into());
+                }
                 outcome.external_branch = spec.head_ref.clone();
+            }
+            Operation::Publish | Operation::PublishDraft if forge.is_some() => {
+                let (adapter, reference) = forge.as_ref().ok_or_else(|| Failure::Final("no forge".into()))?;
+                let spec = current.as_ref().ok_or_else(|| Failure::Final("nothing to publish: the changeset has no spec".to_owned()))?;
+                let head = spec.head_ref.as_deref().unwrap_or_default().trim_start_matches("refs/heads/").to_owned();
+                // Crash-safe: a pull request this branch already has (say, opened just before a
+                // crash) is taken over, never opened twice.
+                let existing = adapter.find_changeset_by_head(reference, &head).await.map_err(forge_failure)?;
+                let opened = match existing.filter(|found| matches!(found.state, flotilla_codehost::ExternalState::Open | flotilla_codehost::ExternalState::Draft)) {
+                    Some(found) => found,
+                    None => adapter
+                        .create_changeset(&flotilla_codehost::ChangesetRequest {
+                            repository: reference.clone(),
+                            base_ref: spec.base_ref.as_deref().unwrap_or_default().trim_start_matches("refs/heads/").to_owned(),
+                            head_ref: head.clone(),
+                            title: spec.title.clone().unwrap_or_default(),
+                            body: spec.body.clone().unwrap_or_default(),
+                            draft: operation == Operation::PublishDraft,
+                        })
+                        .await
+                        .map_err(forge_failure)?,
+                };
+                record_forge(&mut outcome, &opened);
+                number = Some(opened.number);
+            }
+            Operation::Update | Operation::Undraft | Operation::Reopen | Operation::Close if forge.is_some() => {
+                let (adapter, reference) = forge.as_ref().ok_or_else(|| Failure::Final("no forge".into()))?;
+                let number = number.ok_or_else(|| Failure::Final("the pull request's number is unknown: retry the changeset".to_owned()))?;
+                let changed = match operation {
+                    Operation::Undraft => adapter.mark_ready_for_review(reference, number).await,
+                    Operation::Update => {
+                        let spec = current.as_ref().ok_or_else(|| Failure::Final("nothing to update from".to_owned()))?;
+                        let update = flotilla_codehost::ChangesetUpdate {
+                            title: spec.title.clone(),
+                            body: spec.body.clone(),
+                            base_ref: spec.base_ref.as_deref().map(|base| base.trim_start_matches("refs/heads/").to_owned()),
+                            open: None,
+                        };
+                        adapter.update_changeset(reference, number, &update).await
+                    }
+                    _ => {
+                        let update = flotilla_codehost::ChangesetUpdate { open: Some(operation == Operation::Reopen), ..Default::default() };
+                        adapter.update_changeset(reference, number, &update).await
+                    }
+                }
+                .map_err(forge_failure)?;
+                record_forge(&mut outcome, &changed);
             }
             Operation::Close => {
                 let head_ref = previous.as_ref().and_then(|spec| spec.head_ref.clone()).or(changeset.external_branch.clone()).unwrap_or_default();
@@ -157,6 +210,27 @@ async fn try_reconcile(state: &SharedState, changeset: &Changeset) -> Result<Rec
         }
     }
     Ok(outcome)
+}
+
+/// Records where a pull request is after an operation.
+fn record_forge(outcome: &mut ReconcileOutcome, changeset: &flotilla_codehost::ExternalChangeset) {
+    outcome.publication_state = Some("PUBLISHED".into());
+    outcome.external_id = Some(changeset.number.to_string());
+    outcome.external_url = Some(changeset.url.clone());
+    outcome.external_state = Some(
+        match changeset.state {
+            flotilla_codehost::ExternalState::Open => "OPEN",
+            flotilla_codehost::ExternalState::Draft => "DRAFT",
+            flotilla_codehost::ExternalState::Closed => "CLOSED",
+            flotilla_codehost::ExternalState::Merged => "MERGED",
+        }
+        .to_owned(),
+    );
+}
+
+/// A forge's error: retried later when the host may recover, final when it cannot.
+fn forge_failure(error: flotilla_codehost::CodeHostError) -> Failure {
+    if error.is_retryable() { Failure::Retry(error.to_string()) } else { Failure::Final(error.to_string()) }
 }
 
 /// The spec's commit: its diff on its base revision, with its message and author, dated when

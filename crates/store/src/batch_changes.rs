@@ -557,6 +557,7 @@ impl Store {
                  publication_state = COALESCE($5, publication_state), external_state = COALESCE($6, external_state), \
                  external_branch = COALESCE($7, external_branch), archived = archived OR $8, \
                  detached_at = CASE WHEN $9 THEN $10 ELSE detached_at END, \
+                 external_id = COALESCE($11, external_id), external_url = COALESCE($12, external_url), \
                  previous_spec_id = CASE WHEN $2 = 'completed' THEN current_spec_id ELSE previous_spec_id END, \
                  updated_at = $10 WHERE id = $1",
             )
@@ -570,6 +571,8 @@ impl Store {
             .bind(outcome.archived)
             .bind(outcome.detached)
             .bind(now_ms)
+            .bind(outcome.external_id.clone())
+            .bind(outcome.external_url.clone())
             .execute(&mut **tx)
             .await?;
             Ok(())
@@ -589,4 +592,7 @@ pub struct ReconcileOutcome {
     pub external_branch: Option<String>,
     pub archived: bool,
     pub detached: bool,
+    /// The pull request's number on its host, and where a person sees it.
+    pub external_id: Option<String>,
+    pub external_url: Option<String>,
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateCodeHost {
-    /// `git-directory` or `git-urls` (forge kinds arrive with the changeset issue).
+    /// `git-directory`, `git-urls` or `github`.
     pub kind: String,
     pub name: String,
     /// For `git-directory`: the folder whose git repositories are mirrored.
@@ -15,6 +15,15 @@ pub struct CreateCodeHost {
     /// For `git-urls`: the clone URLs.
     #[serde(default)]
     pub urls: Vec<String>,
+    /// For forges (`github`): the API's base URL, e.g. https://api.github.com.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// For forges: mirror every repository of this organisation...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
+    /// ...or exactly these (`owner/name`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repos: Vec<String>,
     /// The connection's credential, if it needs one from the start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential: Option<SetCodeHostCredential>,

@@ -76,9 +76,25 @@ pub async fn add(arguments: CodehostAddArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let credential = if arguments.token_stdin { Some(SetCodeHostCredential { token: token_from_stdin()?, username: arguments.username }) } else { None };
-    let created: CodeHostInfo = client
-        .post("/api/v1/code-hosts", &CreateCodeHost { kind: arguments.kind, name: arguments.name, path, urls: arguments.urls, credential })
-        .await?;
+    let name = match (&arguments.name, &arguments.api_url) {
+        (Some(name), _) => name.clone(),
+        (None, Some(api_url)) => {
+            let host = api_url.split_once("://").map_or(api_url.as_str(), |(_, rest)| rest).split(['/', ':']).next().unwrap_or_default();
+            host.strip_prefix("api.").unwrap_or(host).to_owned()
+        }
+        (None, None) => anyhow::bail!("give the code host a --name (the prefix of its repositories' names)"),
+    };
+    let request = CreateCodeHost {
+        kind: arguments.kind,
+        name,
+        path,
+        urls: arguments.urls,
+        url: arguments.api_url,
+        org: arguments.org,
+        repos: arguments.repos,
+        credential,
+    };
+    let created: CodeHostInfo = client.post("/api/v1/code-hosts", &request).await?;
     eprintln!("added code host {} ({}); its repositories are being mirrored: see `flotilla repos list`", created.name, created.kind);
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,147 @@
+//! `flotilla batch apply` against a GitHub code host (the project's emulator of GitHub's REST
+//! API and git, started in this test): repositories are listed and mirrored through the API,
+//! apply opens exactly the pull requests the spec asks for (drafts where it says so), applying
+//! again opens nothing, an edited spec updates and undrafts them, and closing the batch change
+//! closes them.
+
+mod support;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use flotilla_codehost_emulator::{DEFAULT_TOKEN, Emulator, EmulatorConfig, NewRepository};
+use support::{flotilla, http_request, start_executor, start_server, wait_until};
+
+const ADMIN: &str = "flt_u_github_e2e_admin_token_0000000000000000000000000000000000";
+const EXECUTOR: &str = "flt_e_github_e2e_executor_token_00000000000000000000000000000";
+
+fn run(url: &str, arguments: &[&str], stdin: Option<&str>) -> std::process::Output {
+    let mut command = flotilla();
+    command.args(arguments).env("FLOTILLA_URL", url).env("FLOTILLA_TOKEN", ADMIN).stdout(Stdio::piped()).stderr(Stdio::piped());
+    command.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    let mut child = command.spawn().expect("run flotilla");
+    if let Some(input) = stdin {
+        use std::io::Write;
+        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+    }
+    child.wait_with_output().expect("wait")
+}
+
+fn spec(title: &str, web: &str) -> String {
+    format!(
+        "name: readme-fix\non:\n  - repositoriesMatchingQuery: repo:^github\\.com/acme/\nsteps:\n  - run: |\n      if [ \"${{{{ repository.name }}}}\" != \"github.com/acme/docs\" ]; then echo fixed >> README.md; fi\n    container: alpine:3\nchangesetTemplate:\n  title: {title}\n  body: Fixes the README of ${{{{ repository.name }}}}\n  branch: batch/readme-fix\n  commit:\n    message: Fix the README\n  published:\n    - \"*\": true\n    - github.com/acme/web: {web}\n"
+    )
+}
+
+/// The plan `batch apply --json` printed, as (repository, action, operations).
+fn apply(url: &str, file: &std::path::Path) -> Vec<(String, String, String)> {
+    let output = run(url, &["batch", "apply", "--json", "-f", file.to_str().expect("utf-8")], None);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON plan");
+    plan["changesets"]
+        .as_array()
+        .expect("changesets")
+        .iter()
+        .map(|changeset| {
+            let operations: Vec<&str> = changeset["operations"].as_array().expect("operations").iter().filter_map(|operation| operation.as_str()).collect();
+            (changeset["repository"].as_str().expect("repository").to_owned(), changeset["action"].as_str().expect("action").to_owned(), operations.join(","))
+        })
+        .collect()
+}
+
+fn rows(items: &[(&str, &str, &str)]) -> Vec<(String, String, String)> {
+    items.iter().map(|(repository, action, operations)| ((*repository).to_owned(), (*action).to_owned(), (*operations).to_owned())).collect()
+}
+
+fn reconciled(url: &str) -> Vec<serde_json::Value> {
+    let mut listed = Vec::new();
+    wait_until(Duration::from_secs(60), "the reconciler to finish", || {
+        let output = run(url, &["changesets", "list", "--batch-change", "readme-fix", "--json"], None);
+        listed = serde_json::from_slice::<Vec<serde_json::Value>>(&output.stdout).unwrap_or_default();
+        !listed.is_empty() && listed.iter().all(|changeset| matches!(changeset["reconcilerState"].as_str(), Some("completed" | "failed")))
+    });
+    listed
+}
+
+/// A pull request as the emulated GitHub serves it.
+fn pull_request(emulator_url: &str, repository: &str, number: u64) -> serde_json::Value {
+    let (status, body) = http_request(emulator_url, "GET", &format!("/repos/acme/{repository}/pulls/{number}"), Some(&format!("Bearer {DEFAULT_TOKEN}")), None);
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).expect("JSON")
+}
+
+#[test]
+fn apply_opens_updates_and_closes_pull_requests_on_github() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let emulator = runtime.block_on(Emulator::start(EmulatorConfig::default())).expect("emulator");
+    for name in ["app", "api", "web", "docs"] {
+        runtime.block_on(emulator.create_repository(NewRepository::new("acme", name))).expect("repository");
+    }
+    let emulator_url = emulator.url().to_owned();
+
+    let root = tempfile::tempdir().expect("temp dir");
+    let (_server, url) = start_server(&root.path().join("data"), ADMIN, EXECUTOR, &[]);
+    let _executor = start_executor(&url, EXECUTOR, "github", &root.path().join("executor"), "process");
+    let added = run(&url, &["codehost", "add", "--kind", "github", "--name", "github.com", "--api-url", &emulator_url, "--org", "acme", "--token-stdin"], Some(DEFAULT_TOKEN));
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    assert!(run(&url, &["repos", "sync"], None).status.success());
+    let listed = run(&url, &["repos", "list", "--json"], None);
+    let repositories: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("JSON");
+    let names: Vec<&str> = repositories.as_array().expect("list").iter().filter_map(|repository| repository["name"].as_str()).collect();
+    assert_eq!(names, ["github.com/acme/api", "github.com/acme/app", "github.com/acme/docs", "github.com/acme/web"]);
+    assert!(repositories.as_array().expect("list").iter().all(|repository| repository["mirrorState"] == "ready"), "{repositories}");
+
+    // Apply: pull requests for the three changed repositories, web's as a draft.
+    let file = root.path().join("readme-fix.batch.yaml");
+    std::fs::write(&file, spec("Fix the README", "draft")).expect("write spec");
+    assert_eq!(
+        apply(&url, &file),
+        rows(&[
+            ("github.com/acme/api", "create", "push,publish"),
+            ("github.com/acme/app", "create", "push,publish"),
+            ("github.com/acme/web", "create", "push,publish-draft"),
+        ])
+    );
+    let listed = reconciled(&url);
+    for changeset in &listed {
+        let expected = if changeset["repository"] == "github.com/acme/web" { "DRAFT" } else { "OPEN" };
+        assert_eq!((changeset["reconcilerState"].as_str(), changeset["externalState"].as_str()), (Some("completed"), Some(expected)), "{changeset}");
+    }
+    for name in ["app", "api", "web"] {
+        assert_eq!(emulator.pull_request_count("acme", name), 1, "{name}");
+    }
+    assert_eq!(emulator.pull_request_count("acme", "docs"), 0);
+    let app = pull_request(&emulator_url, "app", 1);
+    assert_eq!((app["title"].as_str(), app["body"].as_str(), app["head"]["ref"].as_str(), app["base"]["ref"].as_str()), (Some("Fix the README"), Some("Fixes the README of github.com/acme/app"), Some("batch/readme-fix"), Some("main")));
+    assert_eq!(pull_request(&emulator_url, "web", 1)["draft"], true);
+
+    // The same spec again opens nothing.
+    assert_eq!(
+        apply(&url, &file),
+        rows(&[("github.com/acme/api", "continue", ""), ("github.com/acme/app", "continue", ""), ("github.com/acme/web", "continue", "")])
+    );
+
+    // A new title updates every pull request; web is published for real.
+    std::fs::write(&file, spec("Fix the README file", "true")).expect("write spec");
+    assert_eq!(
+        apply(&url, &file),
+        rows(&[
+            ("github.com/acme/api", "continue", "update"),
+            ("github.com/acme/app", "continue", "update"),
+            ("github.com/acme/web", "continue", "update,undraft"),
+        ])
+    );
+    reconciled(&url);
+    assert_eq!(pull_request(&emulator_url, "app", 1)["title"], "Fix the README file");
+    assert_eq!(pull_request(&emulator_url, "web", 1)["draft"], false);
+    for name in ["app", "api", "web"] {
+        assert_eq!(emulator.pull_request_count("acme", name), 1, "still one pull request in {name}");
+    }
+
+    // Closing the batch change closes its pull requests.
+    assert!(run(&url, &["batch", "close", "readme-fix", "--close-changesets"], None).status.success());
+    wait_until(Duration::from_secs(60), "the pull requests to close", || {
+        ["app", "api", "web"].iter().all(|name| pull_request(&emulator_url, name, 1)["state"] == "closed")
+    });
+    drop(emulator);
+}
