@@ -397,9 +397,13 @@ pub struct UpArgs {
     pub policy: PolicyArgs,
 }
 
-/// What the server accepts from batch specs.
+/// What the server accepts from batch specs, and how it talks to the outside.
 #[derive(Debug, Args)]
 pub struct PolicyArgs {
+    /// How often published pull requests are asked for their state (merged, closed, reviews,
+    /// checks).
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub changeset_sync_interval: u64,
     /// Container images steps may use, as globs (e.g. `alpine:*,registry.example.com/*`);
     /// steps with other images are refused at upload (or fail when a templated image renders
     /// to one). Default: every image.
@@ -421,6 +425,7 @@ impl PolicyArgs {
     pub fn apply(&self, config: &mut flotilla_server::ServerConfig) {
         config.allowed_images = self.allowed_images.iter().map(|pattern| pattern.trim().to_owned()).filter(|pattern| !pattern.is_empty()).collect();
         config.max_mount_file_bytes = self.max_mount_file_bytes;
+        config.changeset_sync_interval = std::time::Duration::from_secs(self.changeset_sync_interval.max(1));
         config.webhooks = flotilla_server::webhooks::WebhookConfig { urls: self.webhooks.clone(), secret: self.webhook_secret.clone() };
     }
 }

@@ -54,8 +54,12 @@ fn rows(items: &[(&str, &str, &str)]) -> Vec<(String, String, String)> {
 }
 
 fn reconciled(url: &str) -> Vec<serde_json::Value> {
+    reconciled_within(url, Duration::from_secs(60))
+}
+
+fn reconciled_within(url: &str, timeout: Duration) -> Vec<serde_json::Value> {
     let mut listed = Vec::new();
-    wait_until(Duration::from_secs(60), "the reconciler to finish", || {
+    wait_until(timeout, "the reconciler to finish", || {
         let output = run(url, &["changesets", "list", "--batch-change", "readme-fix", "--json"], None);
         listed = serde_json::from_slice::<Vec<serde_json::Value>>(&output.stdout).unwrap_or_default();
         !listed.is_empty() && listed.iter().all(|changeset| matches!(changeset["reconcilerState"].as_str(), Some("completed" | "failed")))
@@ -72,27 +76,11 @@ fn pull_request(emulator_url: &str, repository: &str, number: u64) -> serde_json
 
 #[test]
 fn apply_opens_updates_and_closes_pull_requests_on_github() {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let emulator = runtime.block_on(Emulator::start(EmulatorConfig::default())).expect("emulator");
-    for name in ["app", "api", "web", "docs"] {
-        runtime.block_on(emulator.create_repository(NewRepository::new("acme", name))).expect("repository");
-    }
-    let emulator_url = emulator.url().to_owned();
-
-    let root = tempfile::tempdir().expect("temp dir");
-    let (_server, url) = start_server(&root.path().join("data"), ADMIN, EXECUTOR, &[]);
-    let _executor = start_executor(&url, EXECUTOR, "github", &root.path().join("executor"), "process");
-    let added = run(&url, &["codehost", "add", "--kind", "github", "--name", "github.com", "--api-url", &emulator_url, "--org", "acme", "--token-stdin"], Some(DEFAULT_TOKEN));
-    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
-    assert!(run(&url, &["repos", "sync"], None).status.success());
-    let listed = run(&url, &["repos", "list", "--json"], None);
-    let repositories: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("JSON");
-    let names: Vec<&str> = repositories.as_array().expect("list").iter().filter_map(|repository| repository["name"].as_str()).collect();
-    assert_eq!(names, ["github.com/acme/api", "github.com/acme/app", "github.com/acme/docs", "github.com/acme/web"]);
-    assert!(repositories.as_array().expect("list").iter().all(|repository| repository["mirrorState"] == "ready"), "{repositories}");
+    let fixture = Fixture::start(&["app", "api", "web", "docs"]);
+    let (emulator, emulator_url, url, root) = (&fixture.emulator, fixture.emulator_url.clone(), fixture.url.clone(), fixture.root.path());
 
     // Apply: pull requests for the three changed repositories, web's as a draft.
-    let file = root.path().join("readme-fix.batch.yaml");
+    let file = root.join("readme-fix.batch.yaml");
     std::fs::write(&file, spec("Fix the README", "draft")).expect("write spec");
     assert_eq!(
         apply(&url, &file),
@@ -138,10 +126,75 @@ fn apply_opens_updates_and_closes_pull_requests_on_github() {
         assert_eq!(emulator.pull_request_count("acme", name), 1, "still one pull request in {name}");
     }
 
-    // Closing the batch change closes its pull requests.
+    // What happens on GitHub shows after a sync: api merged, app approved.
+    emulator.merge_pull_request("acme", "api", 1).expect("merge");
+    emulator
+        .add_review("acme", "app", 1, flotilla_codehost_emulator::Review { user: "reviewer".into(), state: "APPROVED".into() })
+        .expect("review");
+    wait_until(Duration::from_secs(30), "the sync to see the merge and the review", || {
+        let listed = reconciled(&url);
+        let state = |name: &str, field: &str| {
+            listed.iter().find(|changeset| changeset["repository"] == format!("github.com/acme/{name}")).and_then(|changeset| changeset[field].as_str().map(str::to_owned))
+        };
+        state("api", "externalState").as_deref() == Some("MERGED") && state("app", "reviewState").as_deref() == Some("APPROVED")
+    });
+
+    // Closing the batch change closes its open pull requests (the merged one stays merged).
     assert!(run(&url, &["batch", "close", "readme-fix", "--close-changesets"], None).status.success());
     wait_until(Duration::from_secs(60), "the pull requests to close", || {
-        ["app", "api", "web"].iter().all(|name| pull_request(&emulator_url, name, 1)["state"] == "closed")
+        ["app", "web"].iter().all(|name| pull_request(&emulator_url, name, 1)["state"] == "closed")
     });
-    drop(emulator);
+    assert_eq!(pull_request(&emulator_url, "api", 1)["merged"], true);
+}
+
+/// The emulated GitHub with repositories under `acme`, a server with a GitHub code host
+/// mirroring them, and an executor.
+struct Fixture {
+    // Field order is drop order: the server and executor go before the emulator's runtime.
+    _executor: support::Running,
+    _server: support::Running,
+    emulator: flotilla_codehost_emulator::EmulatorHandle,
+    _runtime: tokio::runtime::Runtime,
+    emulator_url: String,
+    url: String,
+    root: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn start(names: &[&str]) -> Fixture {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let emulator = runtime.block_on(Emulator::start(EmulatorConfig::default())).expect("emulator");
+        for name in names {
+            runtime.block_on(emulator.create_repository(NewRepository::new("acme", *name))).expect("repository");
+        }
+        let emulator_url = emulator.url().to_owned();
+        let root = tempfile::tempdir().expect("temp dir");
+        let (server, url) = start_server(&root.path().join("data"), ADMIN, EXECUTOR, &["--changeset-sync-interval", "1"]);
+        let executor = start_executor(&url, EXECUTOR, "github", &root.path().join("executor"), "process");
+        let added = run(&url, &["codehost", "add", "--kind", "github", "--name", "github.com", "--api-url", &emulator_url, "--org", "acme", "--token-stdin"], Some(DEFAULT_TOKEN));
+        assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+        assert!(run(&url, &["repos", "sync"], None).status.success());
+        Fixture { _executor: executor, _server: server, emulator, _runtime: runtime, emulator_url, url, root }
+    }
+}
+
+#[test]
+fn under_5xx_and_429_storms_every_pull_request_is_opened_exactly_once() {
+    let names = ["a1", "a2", "a3", "a4", "a5", "a6"];
+    let fixture = Fixture::start(&names);
+    let file = fixture.root.path().join("storm.batch.yaml");
+    std::fs::write(&file, spec("Weather the storm", "true").replace("github.com/acme/docs", "github.com/acme/none")).expect("write spec");
+    // Storms while the reconciler publishes: server errors, then rate limits, then both again.
+    fixture.emulator.inject_faults(flotilla_codehost_emulator::Fault::ServerError { status: 502 }, 7);
+    fixture.emulator.inject_faults(flotilla_codehost_emulator::Fault::TooManyRequests { retry_after_secs: 1 }, 3);
+    fixture.emulator.inject_faults(flotilla_codehost_emulator::Fault::SecondaryLimit { retry_after_secs: 1 }, 2);
+    fixture.emulator.inject_faults(flotilla_codehost_emulator::Fault::ServerError { status: 500 }, 6);
+    let plan = apply(&fixture.url, &file);
+    assert_eq!(plan.len(), names.len());
+    let listed = reconciled_within(&fixture.url, Duration::from_secs(120));
+    assert!(listed.iter().all(|changeset| changeset["reconcilerState"] == "completed" && changeset["externalState"] == "OPEN"), "{listed:?}");
+    for name in names {
+        assert_eq!(fixture.emulator.pull_request_count("acme", name), 1, "exactly one pull request in {name}");
+    }
+    assert!(fixture.emulator.stats().faults_served >= 18, "the storms really happened: {:?}", fixture.emulator.stats());
 }

@@ -405,6 +405,10 @@ async fn list_changesets(State(state): State<SharedState>, headers: HeaderMap, P
                 reconciler_state: changeset.reconciler_state,
                 failure_message: changeset.failure_message,
                 archived: changeset.archived,
+                external_id: changeset.external_id,
+                external_url: changeset.external_url,
+                review_state: changeset.review_state,
+                check_state: changeset.check_state,
             });
         }
     }

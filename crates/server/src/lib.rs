@@ -78,6 +78,8 @@ pub struct ServerConfig {
     /// Container images steps may use (globs such as `alpine:*` or `registry.example.com/*`);
     /// empty allows every image.
     pub allowed_images: Vec<String>,
+    /// How often published pull requests are asked for their state (merged, reviews, checks).
+    pub changeset_sync_interval: Duration,
     /// Where events (apply, close, publish, errors) are sent.
     pub webhooks: webhooks::WebhookConfig,
 }
@@ -98,6 +100,7 @@ impl ServerConfig {
             max_mount_total_bytes: 100 << 20,
             allowed_images: Vec::new(),
             webhooks: webhooks::WebhookConfig::default(),
+            changeset_sync_interval: Duration::from_secs(60),
         }
     }
 
@@ -216,6 +219,7 @@ pub async fn start(config: ServerConfig, store: Store) -> anyhow::Result<Running
     tasks.spawn(mirrors::run_syncer(state.clone(), shutdown.clone()));
     tasks.spawn(resolution::run_worker(state.clone(), shutdown.clone()));
     tasks.spawn(reconciler::run_worker(state.clone(), shutdown.clone()));
+    tasks.spawn(reconciler::run_sync_worker(state.clone(), shutdown.clone()));
     tasks.spawn(janitor::run(state.clone(), shutdown.clone()));
     Ok(RunningServer { address, state, shutdown, tasks })
 }

@@ -254,3 +254,41 @@ async fn commit_for(mirror: &std::path::Path, spec: &ChangesetSpec) -> Result<(B
         })?;
     Ok((branch, commit))
 }
+
+/// Keeps published pull requests' state fresh (merged, closed, review and check state) by
+/// asking their code hosts, least recently synced first, every `changeset_sync_interval`.
+pub async fn run_sync_worker(state: SharedState, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(state.config.changeset_sync_interval) => {}
+        }
+        if let Err(error) = sync_once(&state).await {
+            tracing::warn!(%error, "syncing changesets failed");
+        }
+    }
+}
+
+/// One sync pass over up to 200 changesets; a code host that fails is retried next pass.
+pub async fn sync_once(state: &SharedState) -> Result<(), flotilla_store::StoreError> {
+    for changeset in state.store.changesets_to_sync(200).await? {
+        let Some(number) = changeset.external_id.as_deref().and_then(|id| id.parse::<u64>().ok()) else { continue };
+        let repository = state.store.get_repository(changeset.repository_id).await?;
+        let host = state.store.get_code_host(repository.code_host_id).await?;
+        let (Ok(adapter), Some(reference)) = (state.forges.adapter(state, &host), crate::forges::repository_ref(&host, &repository.name)) else { continue };
+        match adapter.load_changeset(&reference, number).await {
+            Ok(loaded) => {
+                let mut outcome = ReconcileOutcome::default();
+                record_forge(&mut outcome, &loaded);
+                let review = format!("{:?}", loaded.review_state).to_uppercase();
+                let check = format!("{:?}", loaded.check_state).to_uppercase();
+                state
+                    .store
+                    .record_changeset_sync(changeset.id, outcome.external_state.as_deref().unwrap_or("OPEN"), &review, &check, Clock::now_ms())
+                    .await?;
+            }
+            Err(error) => tracing::warn!(changeset.id = changeset.id.0, %error, "loading a pull request failed; the next sync tries again"),
+        }
+    }
+    Ok(())
+}

@@ -468,6 +468,47 @@ impl Store {
         })
     }
 
+    /// Published pull requests that are still open or drafts, least recently synced first:
+    /// what the sync worker asks the code hosts about.
+    pub async fn changesets_to_sync(&self, limit: i64) -> Result<Vec<Changeset>, StoreError> {
+        on_pool!(self, pool, dialect => {
+            Ok(sqlx::query_as::<_, Changeset>(concat!(
+                "SELECT ", changeset_columns!(),
+                " FROM changesets c WHERE c.publication_state = 'PUBLISHED' AND c.external_state IN ('OPEN', 'DRAFT') \
+                 AND c.external_id IS NOT NULL AND c.reconciler_state = 'completed' ORDER BY c.updated_at, c.id LIMIT $1"
+            ))
+            .bind(limit)
+            .fetch_all(pool)
+            .await?)
+        })
+    }
+
+    /// Records what a code host says about a changeset now. Only a changeset the reconciler is
+    /// not working on is touched (its own result will be more recent).
+    pub async fn record_changeset_sync(
+        &self,
+        changeset_id: ChangesetId,
+        external_state: &str,
+        review_state: &str,
+        check_state: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        write_transaction!(self, tx, dialect => {
+            sqlx::query(
+                "UPDATE changesets SET external_state = $2, review_state = $3, check_state = $4, updated_at = $5 \
+                 WHERE id = $1 AND reconciler_state = 'completed'",
+            )
+            .bind(changeset_id)
+            .bind(external_state.to_owned())
+            .bind(review_state.to_owned())
+            .bind(check_state.to_owned())
+            .bind(now_ms)
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
+        })
+    }
+
     /// Records an apply's rewiring in one transaction: new changesets (queued for the
     /// reconciler), changesets continued by a new spec (their current spec becomes the
     /// previous one), and changesets no spec produces any more (no current spec). Every one

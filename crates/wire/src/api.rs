@@ -272,4 +272,15 @@ pub struct ChangesetInfo {
     pub reconciler_state: String,
     pub failure_message: Option<String>,
     pub archived: bool,
+    /// The pull request's number and address on its host.
+    #[serde(default)]
+    pub external_id: Option<String>,
+    #[serde(default)]
+    pub external_url: Option<String>,
+    /// PENDING, APPROVED or CHANGESREQUESTED, from the last sync.
+    #[serde(default)]
+    pub review_state: Option<String>,
+    /// PENDING, PASSED, FAILED or UNKNOWN, from the last sync.
+    #[serde(default)]
+    pub check_state: Option<String>,
 }
