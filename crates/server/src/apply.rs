@@ -245,7 +245,7 @@ async fn apply(State(state): State<SharedState>, headers: HeaderMap, Path(id): P
         .await?;
     state.store.set_batch_spec_batch_change(row.id, Some(batch_change.id), now).await?;
     crate::audit::record(&state, caller.user.id, "batch_change.apply", "batch_change", &spec.name, serde_json::json!({ "batchSpec": row.rand_id })).await?;
-    state.reconcile_requested.notify_one();
+    state.reconcile_requested.notify_waiters();
     crate::webhooks::emit(&state, crate::webhooks::Event {
         event: "batch_change.apply".into(),
         batch_change: Some(spec.name.clone()),
@@ -312,7 +312,7 @@ async fn close(
             closing.extend(page.iter().filter(|changeset| !changeset.archived && changeset.detached_at.is_none()).map(|changeset| changeset.id));
         }
         state.store.record_apply(batch_change.id, &[], &[], &closing, now).await?;
-        state.reconcile_requested.notify_one();
+        state.reconcile_requested.notify_waiters();
     }
     state
         .store

@@ -78,6 +78,8 @@ pub struct ServerConfig {
     /// Container images steps may use (globs such as `alpine:*` or `registry.example.com/*`);
     /// empty allows every image.
     pub allowed_images: Vec<String>,
+    /// Changesets reconciled at once (each is a few git commands and code host calls).
+    pub reconciler_workers: usize,
     /// How often published pull requests are asked for their state (merged, reviews, checks).
     pub changeset_sync_interval: Duration,
     /// Where events (apply, close, publish, errors) are sent.
@@ -101,6 +103,7 @@ impl ServerConfig {
             allowed_images: Vec::new(),
             webhooks: webhooks::WebhookConfig::default(),
             changeset_sync_interval: Duration::from_secs(60),
+            reconciler_workers: 4,
         }
     }
 
@@ -218,7 +221,9 @@ pub async fn start(config: ServerConfig, store: Store) -> anyhow::Result<Running
     });
     tasks.spawn(mirrors::run_syncer(state.clone(), shutdown.clone()));
     tasks.spawn(resolution::run_worker(state.clone(), shutdown.clone()));
-    tasks.spawn(reconciler::run_worker(state.clone(), shutdown.clone()));
+    for _ in 0..state.config.reconciler_workers.max(1) {
+        tasks.spawn(reconciler::run_worker(state.clone(), shutdown.clone()));
+    }
     tasks.spawn(reconciler::run_sync_worker(state.clone(), shutdown.clone()));
     tasks.spawn(janitor::run(state.clone(), shutdown.clone()));
     Ok(RunningServer { address, state, shutdown, tasks })
