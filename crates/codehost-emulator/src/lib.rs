@@ -16,6 +16,7 @@
 
 mod api;
 pub mod git;
+mod gitlab;
 pub mod state;
 
 use std::net::SocketAddr;
