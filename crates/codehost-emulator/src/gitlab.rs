@@ -128,7 +128,8 @@ fn paginate(shared: &Shared, uri: &Uri, items: Vec<Value>, page: &PageQuery) -> 
     };
     let mut links = Vec::new();
     let next = if number < last { number + 1 } else { 0 };
-    let previous = if number > 1 { number - 1 } else { 0 };
+    // 0: no such page (an empty header, as GitLab sends).
+    let previous = number.saturating_sub(1);
     if next > 0 {
         links.push(format!("{}; rel=\"next\"", link_to(next)));
     }

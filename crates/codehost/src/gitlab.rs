@@ -40,7 +40,7 @@ const DRAFT_PREFIX: &str = "Draft: ";
 
 /// Title markers GitLab reads as "draft" (case-insensitive), longest first so that stripping
 /// removes the whole marker.
-const DRAFT_MARKERS: [&str; 6] = ["[draft]", "(draft)", "draft:", "[wip]", "wip:", "draft -"];
+const DRAFT_MARKERS: [&str; 5] = ["[draft]", "(draft)", "draft:", "[wip]", "wip:"];
 
 /// How to reach one GitLab with one credential.
 #[derive(Debug, Clone)]
