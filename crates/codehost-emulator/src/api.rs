@@ -52,7 +52,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/_emulator/repos/{owner}/{repo}/pulls/{number}/close", post(admin_close))
         .route("/_emulator/repos/{owner}/{repo}/pulls/{number}/reviews", post(admin_review))
         .route("/_emulator/repos/{owner}/{repo}/commits/{reference}/check-runs", post(admin_check_run));
-    api.merge(git).merge(admin).with_state(shared)
+    api.merge(crate::gitlab::router(shared.clone())).merge(git).merge(admin).with_state(shared)
 }
 
 /// GitHub's error body.
@@ -69,7 +69,7 @@ fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "Not Found")
 }
 
-fn token_of(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn token_of(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, credential) = value.split_once(' ')?;
     match scheme.to_ascii_lowercase().as_str() {
@@ -85,24 +85,34 @@ fn token_of(headers: &HeaderMap) -> Option<String> {
     }
 }
 
+/// What the gate decided for one API request (both API styles share it).
+pub(crate) struct Admission {
+    pub(crate) fault: Option<Fault>,
+    /// `None` when a fault is served instead of the request.
+    pub(crate) decision: Option<crate::state::RateLimitDecision>,
+}
+
+/// Counts the request, checks the token (`None`: refused), pops the next injected fault and
+/// applies the primary rate limit.
+pub(crate) fn admit(shared: &Shared, token: Option<String>) -> Option<Admission> {
+    let mut state = shared.lock();
+    state.stats.requests += 1;
+    let token = token.filter(|token| state.tokens.contains(token))?;
+    let fault = state.faults.pop_front();
+    if fault.is_some() {
+        state.stats.faults_served += 1;
+    }
+    let decision = match fault {
+        Some(Fault::Slow { .. }) | None => Some(state.count_request(&token, SystemTime::now())),
+        Some(_) => None,
+    };
+    Some(Admission { fault, decision })
+}
+
 /// Authentication, injected faults and the primary rate limit, in GitHub's order.
 async fn api_gate(State(shared): SharedState, request: Request, next: Next) -> Response {
-    let token = token_of(request.headers());
-    let (fault, decision) = {
-        let mut state = shared.lock();
-        state.stats.requests += 1;
-        let Some(token) = token.filter(|token| state.tokens.contains(token)) else {
-            return error(StatusCode::UNAUTHORIZED, "Bad credentials");
-        };
-        let fault = state.faults.pop_front();
-        if fault.is_some() {
-            state.stats.faults_served += 1;
-        }
-        let decision = match fault {
-            Some(Fault::Slow { .. }) | None => Some(state.count_request(&token, SystemTime::now())),
-            Some(_) => None,
-        };
-        (fault, decision)
+    let Some(Admission { fault, decision }) = admit(&shared, token_of(request.headers())) else {
+        return error(StatusCode::UNAUTHORIZED, "Bad credentials");
     };
     match fault {
         Some(Fault::ServerError { status }) => {
@@ -292,7 +302,7 @@ pub(crate) fn find_pull<'a>(state: &'a mut EmulatorState, owner: &str, repo: &st
     state.repository_mut(owner, repo)?.pulls.iter_mut().find(|pull| pull.number == number)
 }
 
-fn parse_number(number: &str) -> Option<u64> {
+pub(crate) fn parse_number(number: &str) -> Option<u64> {
     number.parse().ok()
 }
 
@@ -306,14 +316,14 @@ async fn get_pull(State(shared): SharedState, Path((owner, repo, number)): Path<
 }
 
 #[allow(clippy::result_large_err, reason = "the error is the handler's finished answer, returned at once")]
-fn json_body(body: &Bytes) -> Result<Value, Response> {
+pub(crate) fn json_body(body: &Bytes) -> Result<Value, Response> {
     match serde_json::from_slice::<Value>(body) {
         Ok(value @ Value::Object(_)) => Ok(value),
         _ => Err(error(StatusCode::BAD_REQUEST, "Problems parsing JSON")),
     }
 }
 
-fn string_field(body: &Value, field: &str) -> Option<String> {
+pub(crate) fn string_field(body: &Value, field: &str) -> Option<String> {
     body.get(field).and_then(Value::as_str).map(str::to_owned)
 }
 

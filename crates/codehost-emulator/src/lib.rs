@@ -1,6 +1,7 @@
-//! TEST SUPPORT ONLY — never used by the product. A code host emulator speaking the subset of
-//! GitHub's REST API that `flotilla-codehost` uses, so adapters, the reconciler and the
-//! end-to-end tests run against real HTTP with real state on a machine where no forge runs.
+//! TEST SUPPORT ONLY — never used by the product. A code host emulator speaking the subsets of
+//! GitHub's REST API and (under `/api/v4`) GitLab's REST API v4 that `flotilla-codehost` uses,
+//! so adapters, the reconciler and the end-to-end tests run against real HTTP with real state on
+//! a machine where no forge runs. Both API faces share one state (see `gitlab`).
 //!
 //! It keeps GitHub's documented behaviour where the adapter depends on it: status codes, error
 //! bodies (`{"message", "documentation_url"}`, 422 with `errors`), `Link` pagination,
@@ -16,6 +17,7 @@
 
 mod api;
 pub mod git;
+mod gitlab;
 pub mod state;
 
 use std::net::SocketAddr;

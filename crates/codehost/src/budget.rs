@@ -2,7 +2,7 @@
 //!
 //! Code hosts meter requests per credential, not per connection or per worker, so the budget
 //! lives beside the credential and every adapter instance using that credential holds the same
-//! `Arc<RateLimitBudget>`. It learns the limit from the host's `X-RateLimit-*` headers, hands
+//! `Arc<RateLimitBudget>`. It learns the limit from the host's rate-limit headers ([`RateLimitHeaders`]), hands
 //! out the remaining requests one at a time, and when they run out makes callers wait for the
 //! window to reset instead of sending a request the host would reject. A `Retry-After` (429 or
 //! a secondary limit) blocks every caller for the time the host asked.
@@ -12,6 +12,8 @@
 
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
+
+use reqwest::header::HeaderMap;
 
 /// How an adapter retries one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,6 +163,52 @@ impl RateLimitBudget {
             state.blocked_until = Some(until);
         }
     }
+}
+
+/// The response headers in which one host reports a credential's budget: GitHub sends
+/// `X-RateLimit-Limit`, `-Remaining` and `-Reset`, GitLab the same without the `X-`. Both give
+/// the reset as Unix seconds, so only the names differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitHeaders {
+    pub limit: &'static str,
+    pub remaining: &'static str,
+    pub reset: &'static str,
+}
+
+impl RateLimitHeaders {
+    pub const GITHUB: RateLimitHeaders =
+        RateLimitHeaders { limit: "x-ratelimit-limit", remaining: "x-ratelimit-remaining", reset: "x-ratelimit-reset" };
+    pub const GITLAB: RateLimitHeaders =
+        RateLimitHeaders { limit: "ratelimit-limit", remaining: "ratelimit-remaining", reset: "ratelimit-reset" };
+
+    /// Feeds what `headers` say into `budget`.
+    pub fn observe(&self, budget: &RateLimitBudget, headers: &HeaderMap) {
+        budget.observe(header_u64(headers, self.limit), header_u64(headers, self.remaining), header_u64(headers, self.reset));
+    }
+
+    /// The wait until the reset, when the headers say the budget is used up.
+    pub fn exhausted_wait(&self, headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+        if header_u64(headers, self.remaining)? != 0 {
+            return None;
+        }
+        let reset = SystemTime::UNIX_EPOCH + Duration::from_secs(header_u64(headers, self.reset)?);
+        Some(reset.duration_since(now).unwrap_or_default() + RESET_MARGIN)
+    }
+}
+
+/// A header holding a whole number, if it does.
+pub fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// `Retry-After` in seconds or as an HTTP date (both hosts may send either).
+pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let date = httpdate::parse_http_date(value).ok()?;
+    Some(date.duration_since(now).unwrap_or_default())
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::budget::{RateLimitBudget, RetryPolicy};
+use crate::budget::{RateLimitBudget, RateLimitHeaders, RetryPolicy, retry_after};
 use crate::error::{CodeHostError, PermanentKind};
 use crate::types::{
     ChangesetRequest, ChangesetUpdate, CheckState, ExternalChangeset, ExternalState, HostedRepository,
@@ -434,35 +434,13 @@ impl CodeHost for GitHub {
     }
 }
 
-fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
-    headers.get(name)?.to_str().ok()?.trim().parse().ok()
-}
-
 fn observe_rate_limit(budget: &RateLimitBudget, headers: &HeaderMap) {
-    budget.observe(
-        header_u64(headers, "x-ratelimit-limit"),
-        header_u64(headers, "x-ratelimit-remaining"),
-        header_u64(headers, "x-ratelimit-reset"),
-    );
-}
-
-/// `Retry-After` in seconds or as an HTTP date.
-fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let date = httpdate::parse_http_date(value).ok()?;
-    Some(date.duration_since(now).unwrap_or_default())
+    RateLimitHeaders::GITHUB.observe(budget, headers);
 }
 
 /// The wait until `X-RateLimit-Reset`, when the primary limit is used up.
 fn primary_limit_wait(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    if header_u64(headers, "x-ratelimit-remaining")? != 0 {
-        return None;
-    }
-    let reset = SystemTime::UNIX_EPOCH + Duration::from_secs(header_u64(headers, "x-ratelimit-reset")?);
-    Some(reset.duration_since(now).unwrap_or_default() + Duration::from_millis(50))
+    RateLimitHeaders::GITHUB.exhausted_wait(headers, now)
 }
 
 /// GitHub's error body: `{"message", "documentation_url", "errors": [...]}`.

@@ -9,14 +9,16 @@
 pub mod budget;
 pub mod error;
 pub mod github;
+pub mod gitlab;
 pub mod types;
 
 use std::future::Future;
 use std::pin::Pin;
 
-pub use budget::{RateLimitBudget, RetryPolicy};
+pub use budget::{RateLimitBudget, RateLimitHeaders, RetryPolicy};
 pub use error::{CodeHostError, PermanentKind};
 pub use github::{GitHub, GitHubConfig};
+pub use gitlab::{GitLab, GitLabConfig};
 pub use types::{
     ChangesetRequest, ChangesetUpdate, CheckState, ExternalChangeset, ExternalState,
     HostedRepository, MergeMethod, RepositoryRef, RepositorySelection, ReviewState,
