@@ -577,7 +577,8 @@ pub struct CodehostRestrictArgs {
 
 #[derive(Debug, Args)]
 pub struct CodehostAddArgs {
-    /// `git` (a folder of git repositories), `git-urls` (a list of clone URLs) or `github`.
+    /// `git` (a folder of git repositories), `git-urls` (a list of clone URLs), `github` or
+    /// `gitlab`.
     #[arg(long)]
     pub kind: String,
     /// Prefix of the repositories' names: every repository becomes NAME/<path> (for github,

@@ -28,8 +28,14 @@ fn run(url: &str, arguments: &[&str], stdin: Option<&str>) -> std::process::Outp
 }
 
 fn spec(title: &str, web: &str) -> String {
+    spec_on("github.com", title, web)
+}
+
+/// The spec for repositories named `HOST/acme/...`: every one but docs gets a README fix.
+fn spec_on(host: &str, title: &str, web: &str) -> String {
+    let pattern = host.replace('.', "\\.");
     format!(
-        "name: readme-fix\non:\n  - repositoriesMatchingQuery: repo:^github\\.com/acme/\nsteps:\n  - run: |\n      if [ \"${{{{ repository.name }}}}\" != \"github.com/acme/docs\" ]; then echo fixed >> README.md; fi\n    container: alpine:3\nchangesetTemplate:\n  title: {title}\n  body: Fixes the README of ${{{{ repository.name }}}}\n  branch: batch/readme-fix\n  commit:\n    message: Fix the README\n  published:\n    - \"*\": true\n    - github.com/acme/web: {web}\n"
+        "name: readme-fix\non:\n  - repositoriesMatchingQuery: repo:^{pattern}/acme/\nsteps:\n  - run: |\n      if [ \"${{{{ repository.name }}}}\" != \"{host}/acme/docs\" ]; then echo fixed >> README.md; fi\n    container: alpine:3\nchangesetTemplate:\n  title: {title}\n  body: Fixes the README of ${{{{ repository.name }}}}\n  branch: batch/readme-fix\n  commit:\n    message: Fix the README\n  published:\n    - \"*\": true\n    - {host}/acme/web: {web}\n"
     )
 }
 
@@ -162,6 +168,11 @@ struct Fixture {
 
 impl Fixture {
     fn start(names: &[&str]) -> Fixture {
+        Fixture::start_as("github", "github.com", "", names)
+    }
+
+    /// `kind` is github or gitlab; the API lives at the emulator's URL plus `api_path`.
+    fn start_as(kind: &str, host: &str, api_path: &str, names: &[&str]) -> Fixture {
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
         let emulator = runtime.block_on(Emulator::start(EmulatorConfig::default())).expect("emulator");
         for name in names {
@@ -171,7 +182,8 @@ impl Fixture {
         let root = tempfile::tempdir().expect("temp dir");
         let (server, url) = start_server(&root.path().join("data"), ADMIN, EXECUTOR, &["--changeset-sync-interval", "1"]);
         let executor = start_executor(&url, EXECUTOR, "github", &root.path().join("executor"), "process");
-        let added = run(&url, &["codehost", "add", "--kind", "github", "--name", "github.com", "--api-url", &emulator_url, "--org", "acme", "--token-stdin"], Some(DEFAULT_TOKEN));
+        let api_url = format!("{emulator_url}{api_path}");
+        let added = run(&url, &["codehost", "add", "--kind", kind, "--name", host, "--api-url", &api_url, "--org", "acme", "--token-stdin"], Some(DEFAULT_TOKEN));
         assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
         assert!(run(&url, &["repos", "sync"], None).status.success());
         Fixture { _executor: executor, _server: server, emulator, _runtime: runtime, emulator_url, url, root }
@@ -197,4 +209,34 @@ fn under_5xx_and_429_storms_every_pull_request_is_opened_exactly_once() {
         assert_eq!(fixture.emulator.pull_request_count("acme", name), 1, "exactly one pull request in {name}");
     }
     assert!(fixture.emulator.stats().faults_served >= 18, "the storms really happened: {:?}", fixture.emulator.stats());
+}
+
+#[test]
+fn apply_opens_and_closes_merge_requests_on_gitlab() {
+    let fixture = Fixture::start_as("gitlab", "gitlab.example", "/api/v4", &["app", "web", "docs"]);
+    let file = fixture.root.path().join("readme-fix.batch.yaml");
+    std::fs::write(&file, spec_on("gitlab.example", "Fix the README", "draft")).expect("write spec");
+    assert_eq!(
+        apply(&fixture.url, &file),
+        rows(&[("gitlab.example/acme/app", "create", "push,publish"), ("gitlab.example/acme/web", "create", "push,publish-draft")])
+    );
+    let listed = reconciled(&fixture.url);
+    for changeset in &listed {
+        let expected = if changeset["repository"] == "gitlab.example/acme/web" { "DRAFT" } else { "OPEN" };
+        assert_eq!((changeset["reconcilerState"].as_str(), changeset["externalState"].as_str()), (Some("completed"), Some(expected)), "{changeset}");
+    }
+    assert_eq!((fixture.emulator.pull_request_count("acme", "app"), fixture.emulator.pull_request_count("acme", "web"), fixture.emulator.pull_request_count("acme", "docs")), (1, 1, 0));
+    // GitLab marks drafts in the title.
+    let (status, body) = http_request(&fixture.emulator_url, "GET", "/api/v4/projects/acme%2Fweb/merge_requests/1", Some(&format!("Bearer {DEFAULT_TOKEN}")), None);
+    assert_eq!(status, 200, "{body}");
+    let web: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(web["title"], "Draft: Fix the README");
+    assert_eq!(apply(&fixture.url, &file), rows(&[("gitlab.example/acme/app", "continue", ""), ("gitlab.example/acme/web", "continue", "")]));
+    assert!(run(&fixture.url, &["batch", "close", "readme-fix", "--close-changesets"], None).status.success());
+    wait_until(Duration::from_secs(60), "the merge requests to close", || {
+        ["app", "web"].iter().all(|name| {
+            let (_, body) = http_request(&fixture.emulator_url, "GET", &format!("/api/v4/projects/acme%2F{name}/merge_requests/1"), Some(&format!("Bearer {DEFAULT_TOKEN}")), None);
+            serde_json::from_str::<serde_json::Value>(&body).is_ok_and(|request| request["state"] == "closed")
+        })
+    });
 }

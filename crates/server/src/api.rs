@@ -171,13 +171,16 @@ async fn create_code_host(State(state): State<SharedState>, headers: HeaderMap, 
             }
             (CodeHostKind::GitUrls, String::new(), serde_json::json!({ "urls": request.urls }))
         }
-        "github" => {
-            let url = request.url.clone().ok_or_else(|| ApiError::bad_request("a github code host needs --url, the API's base URL (https://api.github.com, or https://HOST/api/v3)"))?;
+        "github" | "gitlab" => {
+            let kind = if request.kind == "github" { CodeHostKind::Github } else { CodeHostKind::Gitlab };
+            let url = request.url.clone().ok_or_else(|| {
+                ApiError::bad_request("a forge code host needs --api-url, the API's base URL (https://api.github.com, https://HOST/api/v3, or https://gitlab.com/api/v4)")
+            })?;
             if !(url.starts_with("https://") || url.starts_with("http://")) {
                 return Err(ApiError::bad_request(format!("{url} is not an http(s) URL")));
             }
             if request.credential.is_none() {
-                return Err(ApiError::bad_request("a github code host needs a token: pass it on standard input with --token-stdin"));
+                return Err(ApiError::bad_request("a forge code host needs a token: pass it on standard input with --token-stdin"));
             }
             let config = match (&request.org, request.repos.is_empty()) {
                 (Some(org), true) => serde_json::json!({ "org": org }),
@@ -187,11 +190,11 @@ async fn create_code_host(State(state): State<SharedState>, headers: HeaderMap, 
                     }
                     serde_json::json!({ "repos": request.repos })
                 }
-                _ => return Err(ApiError::bad_request("say which repositories to mirror: --org ORG or --repos owner/a,owner/b (one of them)")),
+                _ => return Err(ApiError::bad_request("say which repositories to mirror: --org ORG (a GitLab group) or --repos owner/a,owner/b (one of them)")),
             };
-            (CodeHostKind::Github, url, config)
+            (kind, url, config)
         }
-        other => return Err(ApiError::bad_request(format!("code host kind {other:?} is not supported yet; use git-directory, git-urls or github"))),
+        other => return Err(ApiError::bad_request(format!("code host kind {other:?} is not supported yet; use git-directory, git-urls, github or gitlab"))),
     };
     let credential = match &request.credential {
         Some(_) if kind == CodeHostKind::GitDirectory => {
