@@ -129,6 +129,28 @@ impl RepositoryVisibility {
     }
 }
 
+impl RepositoryVisibility {
+    /// The names of the readable repositories among `ids`, looked up in one query: what a page
+    /// of workspaces, changeset specs or changesets shows (the rest are left out).
+    pub async fn readable_names(
+        &self,
+        state: &SharedState,
+        ids: impl IntoIterator<Item = RepositoryId>,
+    ) -> Result<HashMap<RepositoryId, String>, StoreError> {
+        let mut ids: Vec<RepositoryId> = ids.into_iter().collect();
+        ids.sort();
+        ids.dedup();
+        Ok(state
+            .store
+            .get_repositories(&ids)
+            .await?
+            .into_iter()
+            .filter(|repository| self.can_read(repository))
+            .map(|repository| (repository.id, repository.name))
+            .collect())
+    }
+}
+
 /// Checks the caller may change (cancel, retry, apply) the batch spec, with a 403 that says who can.
 pub async fn require_can_administer(state: &SharedState, caller: &AuthenticatedToken, spec: &BatchSpec) -> ApiResult<()> {
     require_can_change(state, caller, Some(spec.creator_user_id), spec.namespace()?, &format!("batch spec {}", spec.rand_id)).await

@@ -476,18 +476,7 @@ async fn list_workspaces(State(state): State<SharedState>, headers: HeaderMap, P
     let limit = page.limit.unwrap_or(500).clamp(1, 5000);
     let rows = state.store.list_workspaces_with_jobs(row.id, filter, after.map(WorkspaceId), limit).await?;
     let visibility = RepositoryVisibility::for_caller(&state, &caller).await?;
-    // The page's repositories in one query, not one per workspace.
-    let mut repository_ids: Vec<flotilla_store::RepositoryId> = rows.iter().map(|workspace| workspace.repository_id).collect();
-    repository_ids.sort();
-    repository_ids.dedup();
-    let readable: std::collections::HashMap<flotilla_store::RepositoryId, String> = state
-        .store
-        .get_repositories(&repository_ids)
-        .await?
-        .into_iter()
-        .filter(|repository| visibility.can_read(repository))
-        .map(|repository| (repository.id, repository.name))
-        .collect();
+    let readable = visibility.readable_names(&state, rows.iter().map(|workspace| workspace.repository_id)).await?;
     let mut workspaces = Vec::with_capacity(rows.len());
     for workspace in &rows {
         // Paging follows the unfiltered rows, so `next` stays right when a page loses some.
@@ -533,17 +522,7 @@ async fn list_changeset_specs(
     // Paging follows the unfiltered rows, so `next` stays right when a page loses some.
     let next = (specs.len() as i64 == limit).then(|| specs.last().map(|spec| spec.id.0)).flatten();
     let visibility = RepositoryVisibility::for_caller(&state, &caller).await?;
-    let mut repository_ids: Vec<flotilla_store::RepositoryId> = specs.iter().map(|spec| spec.repository_id).collect();
-    repository_ids.sort();
-    repository_ids.dedup();
-    let readable: std::collections::HashMap<flotilla_store::RepositoryId, String> = state
-        .store
-        .get_repositories(&repository_ids)
-        .await?
-        .into_iter()
-        .filter(|repository| visibility.can_read(repository))
-        .map(|repository| (repository.id, repository.name))
-        .collect();
+    let readable = visibility.readable_names(&state, specs.iter().map(|spec| spec.repository_id)).await?;
     let mut changeset_specs = Vec::with_capacity(specs.len());
     for spec in specs {
         let Some(repository) = readable.get(&spec.repository_id) else {

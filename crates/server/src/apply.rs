@@ -378,17 +378,7 @@ async fn list_changesets(State(state): State<SharedState>, headers: HeaderMap, P
         let page = state.store.list_changesets_for_batch_change(batch_change.id, after, 1000).await?;
         let Some(last) = page.last() else { break };
         after = Some(last.id);
-        let mut ids: Vec<RepositoryId> = page.iter().map(|changeset| changeset.repository_id).collect();
-        ids.sort();
-        ids.dedup();
-        let names: HashMap<RepositoryId, String> = state
-            .store
-            .get_repositories(&ids)
-            .await?
-            .into_iter()
-            .filter(|repository| visibility.can_read(repository))
-            .map(|repository| (repository.id, repository.name))
-            .collect();
+        let names = visibility.readable_names(&state, page.iter().map(|changeset| changeset.repository_id)).await?;
         for changeset in page {
             let Some(repository) = names.get(&changeset.repository_id) else { continue };
             let spec = match changeset.current_spec_id.or(changeset.previous_spec_id) {
