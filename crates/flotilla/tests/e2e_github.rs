@@ -173,8 +173,14 @@ impl Fixture {
 
     /// `kind` is github or gitlab; the API lives at the emulator's URL plus `api_path`.
     fn start_as(kind: &str, host: &str, api_path: &str, names: &[&str]) -> Fixture {
+        Fixture::start_with_tokens(kind, host, api_path, names, &[DEFAULT_TOKEN])
+    }
+
+    /// The same, with the emulator accepting `tokens` (the first is the connection's).
+    fn start_with_tokens(kind: &str, host: &str, api_path: &str, names: &[&str], tokens: &[&str]) -> Fixture {
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
-        let emulator = runtime.block_on(Emulator::start(EmulatorConfig::default())).expect("emulator");
+        let config = EmulatorConfig { tokens: tokens.iter().map(|token| (*token).to_owned()).collect(), ..EmulatorConfig::default() };
+        let emulator = runtime.block_on(Emulator::start(config)).expect("emulator");
         for name in names {
             runtime.block_on(emulator.create_repository(NewRepository::new("acme", *name))).expect("repository");
         }
@@ -239,4 +245,19 @@ fn apply_opens_and_closes_merge_requests_on_gitlab() {
             serde_json::from_str::<serde_json::Value>(&body).is_ok_and(|request| request["state"] == "closed")
         })
     });
+}
+
+#[test]
+fn pull_requests_are_opened_with_the_appliers_own_credential() {
+    let fixture = Fixture::start_with_tokens("github", "github.com", "", &["app", "docs"], &[DEFAULT_TOKEN, "alices-own-token"]);
+    // The admin sets their own token for the host, then the connection's stops working: only
+    // the user's own credential can publish now.
+    assert!(run(&fixture.url, &["codehost", "credential", "set", "github.com", "--mine"], Some("alices-own-token")).status.success());
+    assert!(run(&fixture.url, &["codehost", "credential", "set", "github.com"], Some("revoked-token")).status.success());
+    let file = fixture.root.path().join("readme-fix.batch.yaml");
+    std::fs::write(&file, spec("Fix the README", "true")).expect("write spec");
+    assert_eq!(apply(&fixture.url, &file), rows(&[("github.com/acme/app", "create", "push,publish")]));
+    let listed = reconciled(&fixture.url);
+    assert_eq!((listed[0]["reconcilerState"].as_str(), listed[0]["externalState"].as_str()), (Some("completed"), Some("OPEN")), "{listed:?}");
+    assert_eq!(fixture.emulator.pull_request_count("acme", "app"), 1);
 }

@@ -2,57 +2,72 @@
 //! credential, shared by everything the server does on that host (listing repositories for
 //! mirrors, the reconciler's pull requests), so all of it spends one rate-limit budget.
 //!
-//! Adapters are built on first use from the connection's configuration and its decrypted
-//! credential, and rebuilt when the credential changes.
+//! Adapters are built on first use from the connection's configuration and a decrypted
+//! credential (the acting user's own, or the connection's), one per credential.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use flotilla_codehost::{CodeHost, GitHub, GitHubConfig, GitLab, GitLabConfig, RepositoryRef, RepositorySelection};
-use flotilla_store::{CodeHost as CodeHostRow, CodeHostId, CodeHostKind};
+use flotilla_store::{CodeHost as CodeHostRow, CodeHostId, CodeHostKind, EncryptedCredential, UserId};
 
 use crate::SharedState;
 
-/// An adapter and the encrypted credential it was built with.
-type BuiltAdapter = (Vec<u8>, Arc<dyn CodeHost>);
-
-/// Adapters by code host connection.
+/// Adapters by code host connection and credential (its ciphertext), so each credential has
+/// one rate-limit budget however many workers use it.
 #[derive(Default)]
 pub struct Forges {
-    adapters: Mutex<HashMap<CodeHostId, BuiltAdapter>>,
+    adapters: Mutex<HashMap<(CodeHostId, Vec<u8>), Arc<dyn CodeHost>>>,
 }
 
 impl Forges {
-    /// The adapter for a forge connection; an error says what to fix (kind, credential).
+    /// The adapter acting with the connection's own credential.
     pub fn adapter(&self, state: &SharedState, host: &CodeHostRow) -> Result<Arc<dyn CodeHost>, String> {
-        let ciphertext = host.credential_ciphertext.clone().unwrap_or_default();
+        match (&host.credential_ciphertext, &host.credential_nonce) {
+            (Some(ciphertext), Some(nonce)) => {
+                let credential = EncryptedCredential { ciphertext: ciphertext.clone(), nonce: nonce.clone(), username: host.credential_username.clone() };
+                self.adapter_with(state, host, &credential)
+            }
+            _ => Err(format!("code host {} has no credential: set one with `flotilla codehost credential set {}`", host.name, host.name)),
+        }
+    }
+
+    /// The adapter acting for `user`: with their own credential for this host if they set one
+    /// (their pull requests are then theirs), else the connection's, as Sourcegraph does.
+    pub async fn adapter_for_user(&self, state: &SharedState, host: &CodeHostRow, user: Option<UserId>) -> Result<(Arc<dyn CodeHost>, EncryptedCredential), String> {
+        let acting = match user {
+            Some(user) => state.store.credential_to_act_with(user, host.id).await.map_err(|error| error.to_string())?,
+            None => None,
+        };
+        let credential = match acting {
+            Some(acting) => acting.credential,
+            None => match (&host.credential_ciphertext, &host.credential_nonce) {
+                (Some(ciphertext), Some(nonce)) => EncryptedCredential { ciphertext: ciphertext.clone(), nonce: nonce.clone(), username: host.credential_username.clone() },
+                _ => return Err(format!("no credential for code host {}: set one with `flotilla codehost credential set {} [--mine]`", host.name, host.name)),
+            },
+        };
+        Ok((self.adapter_with(state, host, &credential)?, credential))
+    }
+
+    fn adapter_with(&self, state: &SharedState, host: &CodeHostRow, credential: &EncryptedCredential) -> Result<Arc<dyn CodeHost>, String> {
+        let key = (host.id, credential.ciphertext.clone());
         let mut adapters = self.adapters.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((built_with, adapter)) = adapters.get(&host.id)
-            && *built_with == ciphertext
-        {
+        if let Some(adapter) = adapters.get(&key) {
             return Ok(adapter.clone());
         }
-        let token = token(state, host)?;
+        let token = state
+            .config
+            .secret_key
+            .decrypt(&credential.ciphertext, &credential.nonce)
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .map_err(|error| format!("a credential of code host {} cannot be read ({error}); set it again with `flotilla codehost credential set {}`", host.name, host.name))?;
         let adapter: Arc<dyn CodeHost> = match host.kind {
             CodeHostKind::Github => Arc::new(GitHub::new(GitHubConfig::new(host.url.clone(), token)).map_err(|error| error.to_string())?),
             CodeHostKind::Gitlab => Arc::new(GitLab::new(GitLabConfig::new(host.url.clone(), token)).map_err(|error| error.to_string())?),
             other => return Err(format!("{} code hosts are not supported yet; GitHub and GitLab are", other.as_str())),
         };
-        adapters.insert(host.id, (ciphertext, adapter.clone()));
+        adapters.insert(key, adapter.clone());
         Ok(adapter)
-    }
-}
-
-/// The connection's token, decrypted.
-fn token(state: &SharedState, host: &CodeHostRow) -> Result<String, String> {
-    match (&host.credential_ciphertext, &host.credential_nonce) {
-        (Some(ciphertext), Some(nonce)) => state
-            .config
-            .secret_key
-            .decrypt(ciphertext, nonce)
-            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-            .map_err(|error| format!("the credential of code host {} cannot be read ({error}); set it again with `flotilla codehost credential set {}`", host.name, host.name)),
-        _ => Err(format!("code host {} has no credential: set one with `flotilla codehost credential set {}`", host.name, host.name)),
     }
 }
 

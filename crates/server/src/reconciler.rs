@@ -121,8 +121,18 @@ async fn try_reconcile(state: &SharedState, changeset: &Changeset) -> Result<Rec
     if operations.is_empty() {
         return Ok(outcome);
     }
+    let mut credentials = crate::code_host_credentials::connection_git_credentials(&state.config.secret_key, &host).map_err(|error| Failure::Final(error.to_string()))?;
     let forge = if host_capabilities.pull_requests {
-        let adapter = state.forges.adapter(state, &host).map_err(Failure::Final)?;
+        // Act as the user who last applied the batch change: their own credential for this
+        // host if they set one, so the pull requests are theirs; else the connection's.
+        let acting_user = match changeset.owned_by_batch_change_id {
+            Some(id) => state.store.get_batch_change(id).await.ok().and_then(|batch_change| batch_change.last_applier_user_id.or(batch_change.creator_user_id)),
+            None => None,
+        };
+        let (adapter, credential) = state.forges.adapter_for_user(state, &host, acting_user).await.map_err(Failure::Final)?;
+        credentials = Some(
+            crate::code_host_credentials::git_credentials(&state.config.secret_key, host.kind, &credential).map_err(|error| Failure::Final(error.to_string()))?,
+        );
         let reference = crate::forges::repository_ref(&host, &repository.name)
             .ok_or_else(|| Failure::Final(format!("{} is not named NAME/owner/repo on code host {}", repository.name, host.name)))?;
         Some((adapter, reference))
@@ -130,7 +140,6 @@ async fn try_reconcile(state: &SharedState, changeset: &Changeset) -> Result<Rec
         None
     };
     let mut number: Option<u64> = changeset.external_id.as_deref().and_then(|id| id.parse().ok());
-    let credentials = crate::code_host_credentials::connection_git_credentials(&state.config.secret_key, &host).map_err(|error| Failure::Final(error.to_string()))?;
     let mirror = mirror_path(&state.config, repository.id);
     let options = || PushOptions { credentials: credentials.as_ref(), force: true, timeout: Some(Duration::from_secs(600)) };
     for operation in operations {
