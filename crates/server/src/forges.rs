@@ -17,8 +17,11 @@ use crate::SharedState;
 /// one rate-limit budget however many workers use it.
 #[derive(Default)]
 pub struct Forges {
-    adapters: Mutex<HashMap<(CodeHostId, Vec<u8>), Arc<dyn CodeHost>>>,
+    adapters: Mutex<HashMap<AdapterKey, Arc<dyn CodeHost>>>,
 }
+
+/// A connection and a credential's ciphertext.
+type AdapterKey = (CodeHostId, Vec<u8>);
 
 impl Forges {
     /// The adapter acting with the connection's own credential.
