@@ -777,6 +777,40 @@ pub enum ChangesetsCommand {
     ///   flotilla changesets list --batch-change hello-world --json
     #[command(verbatim_doc_comment)]
     List(ChangesetsListArgs),
+
+    /// Act on many changesets at once: comment on or merge their open pull requests, close
+    /// them, retry failed ones, or detach those the spec no longer produces. Without --id, every
+    /// changeset of the batch change; ones the action does not apply to are listed as skipped.
+    ///
+    /// Examples:
+    ///   flotilla changesets bulk comment --batch-change hello-world --body "Please review"
+    ///   flotilla changesets bulk merge --batch-change hello-world --id 12 --id 15 --squash
+    ///   flotilla changesets bulk retry --batch-change hello-world
+    #[command(verbatim_doc_comment)]
+    Bulk(ChangesetsBulkArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ChangesetsBulkArgs {
+    /// comment, merge, close, retry or detach.
+    pub action: String,
+    #[arg(long, value_name = "NAME")]
+    pub batch_change: String,
+    /// Only these changesets (ids from `changesets list --json`); repeat for several.
+    #[arg(long = "id", value_name = "ID")]
+    pub ids: Vec<i64>,
+    /// The comment's text, for `comment`.
+    #[arg(long)]
+    pub body: Option<String>,
+    /// Squash when merging.
+    #[arg(long)]
+    pub squash: bool,
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub connection: ServerConnection,
 }
 
 #[derive(Debug, Args)]

@@ -145,12 +145,23 @@ fn apply_opens_updates_and_closes_pull_requests_on_github() {
         state("api", "externalState").as_deref() == Some("MERGED") && state("app", "reviewState").as_deref() == Some("APPROVED")
     });
 
-    // Closing the batch change closes its open pull requests (the merged one stays merged).
+    // Bulk: a comment on every open pull request (api is merged: skipped), then merge web.
+    let commented = run(&url, &["changesets", "bulk", "comment", "--batch-change", "readme-fix", "--body", "Please review", "--json"], None);
+    assert!(commented.status.success(), "{}", String::from_utf8_lossy(&commented.stderr));
+    let outcomes: Vec<serde_json::Value> = serde_json::from_slice(&commented.stdout).expect("JSON");
+    let outcome_of = |name: &str| outcomes.iter().find(|outcome| outcome["repository"] == format!("github.com/acme/{name}")).map(|outcome| outcome["outcome"].clone());
+    assert_eq!((outcome_of("app"), outcome_of("web"), outcome_of("api")), (Some("done".into()), Some("done".into()), Some("skipped".into())), "{outcomes:?}");
+    assert_eq!(emulator.comments("acme", "app", 1), vec!["Please review".to_owned()]);
+    let listed = reconciled(&url);
+    let web_id = listed.iter().find(|changeset| changeset["repository"] == "github.com/acme/web").and_then(|changeset| changeset["id"].as_i64()).expect("web's id");
+    let merged = run(&url, &["changesets", "bulk", "merge", "--batch-change", "readme-fix", "--id", &web_id.to_string(), "--squash"], None);
+    assert!(merged.status.success(), "{}", String::from_utf8_lossy(&merged.stderr));
+    assert_eq!(pull_request(&emulator_url, "web", 1)["merged"], true);
+
+    // Closing the batch change closes its open pull requests (the merged ones stay merged).
     assert!(run(&url, &["batch", "close", "readme-fix", "--close-changesets"], None).status.success());
-    wait_until(Duration::from_secs(60), "the pull requests to close", || {
-        ["app", "web"].iter().all(|name| pull_request(&emulator_url, name, 1)["state"] == "closed")
-    });
-    assert_eq!(pull_request(&emulator_url, "api", 1)["merged"], true);
+    wait_until(Duration::from_secs(60), "the pull request to close", || pull_request(&emulator_url, "app", 1)["state"] == "closed");
+    assert_eq!((pull_request(&emulator_url, "api", 1)["merged"].as_bool(), pull_request(&emulator_url, "web", 1)["merged"].as_bool()), (Some(true), Some(true)));
 }
 
 /// The emulated GitHub with repositories under `acme`, a server with a GitHub code host

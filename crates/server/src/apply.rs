@@ -33,6 +33,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/v1/batch-specs/{id}/apply", post(apply))
         .route("/api/v1/batch-changes/{name}/changesets", get(list_changesets))
         .route("/api/v1/batch-changes/{name}/close", post(close))
+        .route("/api/v1/batch-changes/{name}/changesets/bulk", post(bulk))
         .route("/api/v1/batch-changes/{name}", delete(delete_batch_change))
         .with_state(state)
 }
@@ -403,4 +404,133 @@ async fn list_changesets(State(state): State<SharedState>, headers: HeaderMap, P
         }
     }
     Ok(Json(result))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BulkRequest {
+    /// comment, merge, close, retry or detach.
+    action: String,
+    /// The changesets to act on (ids from the list); all of the batch change's when absent.
+    #[serde(default)]
+    changeset_ids: Option<Vec<i64>>,
+    /// The comment, for `comment`.
+    #[serde(default)]
+    body: Option<String>,
+    /// Squash when merging.
+    #[serde(default)]
+    squash: bool,
+}
+
+/// What a bulk operation did, per changeset.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BulkOutcome {
+    id: i64,
+    repository: String,
+    /// done, skipped (not available for this changeset, with the reason) or failed.
+    outcome: String,
+    message: Option<String>,
+}
+
+/// Bulk operations on a selection of a batch change's changesets, with Sourcegraph's
+/// availability rules: comment and merge need an open pull request, close an open or draft
+/// one, retry a failed changeset, detach one no spec produces any more.
+async fn bulk(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(query): Query<NamespaceQuery>,
+    Json(request): Json<BulkRequest>,
+) -> ApiResult<Json<Vec<BulkOutcome>>> {
+    let caller = authenticate(&state, &headers).await?;
+    let batch_change = find_batch_change(&state, &caller, &name, query.namespace.as_deref()).await?;
+    crate::access::require_can_administer_batch_change(&state, &caller, &batch_change).await?;
+    if !matches!(request.action.as_str(), "comment" | "merge" | "close" | "retry" | "detach") {
+        return Err(ApiError::bad_request(format!("unknown bulk action {:?}: use comment, merge, close, retry or detach", request.action)));
+    }
+    let body = match (request.action.as_str(), request.body.as_deref().map(str::trim)) {
+        ("comment", Some(body)) if !body.is_empty() => body.to_owned(),
+        ("comment", _) => return Err(ApiError::bad_request("a comment needs a body")),
+        _ => String::new(),
+    };
+    let mut changesets = Vec::new();
+    let mut after = None;
+    loop {
+        let page = state.store.list_changesets_for_batch_change(batch_change.id, after, 1000).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        changesets.extend(page.into_iter().filter(|changeset| request.changeset_ids.as_ref().is_none_or(|ids| ids.contains(&changeset.id.0))));
+    }
+    let names = crate::access::RepositoryVisibility::for_caller(&state, &caller).await?.readable_names(&state, changesets.iter().map(|changeset| changeset.repository_id)).await?;
+    let now = Clock::now_ms();
+    let mut outcomes = Vec::new();
+    let (mut to_close, mut to_retry) = (Vec::new(), Vec::new());
+    for changeset in changesets {
+        let Some(repository_name) = names.get(&changeset.repository_id).cloned() else { continue };
+        let open = matches!(changeset.external_state.as_deref(), Some("OPEN" | "DRAFT"));
+        let skip = |reason: &str| BulkOutcome { id: changeset.id.0, repository: repository_name.clone(), outcome: "skipped".into(), message: Some(reason.to_owned()) };
+        let outcome = match request.action.as_str() {
+            "close" if open || changeset.external_state.as_deref() == Some("PUSHED") => {
+                to_close.push(changeset.id);
+                BulkOutcome { id: changeset.id.0, repository: repository_name.clone(), outcome: "done".into(), message: None }
+            }
+            "close" => skip("not open"),
+            "retry" if changeset.reconciler_state == "failed" => match changeset.current_spec_id {
+                Some(spec) => {
+                    to_retry.push((changeset.id, spec));
+                    BulkOutcome { id: changeset.id.0, repository: repository_name.clone(), outcome: "done".into(), message: None }
+                }
+                None => skip("no spec to retry"),
+            },
+            "retry" => skip("not failed"),
+            "detach" if changeset.current_spec_id.is_none() => {
+                state
+                    .store
+                    .finish_reconciling(changeset.id, &flotilla_store::ReconcileOutcome { reconciler_state: "completed".into(), detached: true, ..Default::default() }, now)
+                    .await?;
+                BulkOutcome { id: changeset.id.0, repository: repository_name.clone(), outcome: "done".into(), message: None }
+            }
+            "detach" => skip("still produced by the batch change's spec"),
+            "comment" | "merge" if changeset.external_state.as_deref() == Some("OPEN") => {
+                forge_action(&state, &changeset, &repository_name, &request.action, &body, request.squash, now).await
+            }
+            _ => skip("needs an open pull request"),
+        };
+        outcomes.push(outcome);
+    }
+    if !to_close.is_empty() || !to_retry.is_empty() {
+        state.store.record_apply(batch_change.id, &[], &to_retry, &to_close, now).await?;
+        state.reconcile_requested.notify_waiters();
+    }
+    crate::audit::record(&state, caller.user.id, &format!("changesets.{}", request.action), "batch_change", &name, serde_json::json!({ "changesets": outcomes.len() })).await?;
+    Ok(Json(outcomes))
+}
+
+/// A comment or merge on one pull request, now.
+async fn forge_action(state: &SharedState, changeset: &Changeset, repository_name: &str, action: &str, body: &str, squash: bool, now: i64) -> BulkOutcome {
+    let outcome = |result: Result<(), String>| BulkOutcome {
+        id: changeset.id.0,
+        repository: repository_name.to_owned(),
+        outcome: if result.is_ok() { "done".into() } else { "failed".into() },
+        message: result.err(),
+    };
+    let result = async {
+        let repository = state.store.get_repository(changeset.repository_id).await.map_err(|error| error.to_string())?;
+        let host = state.store.get_code_host(repository.code_host_id).await.map_err(|error| error.to_string())?;
+        let adapter = state.forges.adapter(state, &host)?;
+        let reference = crate::forges::repository_ref(&host, &repository.name).ok_or_else(|| "not a forge repository".to_owned())?;
+        let number: u64 = changeset.external_id.as_deref().and_then(|id| id.parse().ok()).ok_or_else(|| "no pull request number".to_owned())?;
+        if action == "comment" {
+            adapter.comment(&reference, number, body).await.map_err(|error| error.to_string())
+        } else {
+            let method = if squash { flotilla_codehost::MergeMethod::Squash } else { flotilla_codehost::MergeMethod::Merge };
+            adapter.merge_changeset(&reference, number, method).await.map_err(|error| error.to_string())?;
+            let review = changeset.review_state.clone().unwrap_or_else(|| "PENDING".into());
+            let check = changeset.check_state.clone().unwrap_or_else(|| "UNKNOWN".into());
+            state.store.record_changeset_sync(changeset.id, "MERGED", &review, &check, now).await.map_err(|error| error.to_string())
+        }
+    }
+    .await;
+    outcome(result)
 }

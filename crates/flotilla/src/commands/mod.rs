@@ -25,6 +25,7 @@ pub fn run(arguments: Cli) -> anyhow::Result<ExitCode> {
         Command::Batch(BatchCommand::Close(close)) => runtime()?.block_on(remote::close(close)),
         Command::Batch(BatchCommand::Delete(delete)) => runtime()?.block_on(remote::delete(delete)),
         Command::Changesets(ChangesetsCommand::List(list)) => runtime()?.block_on(remote::list_changesets(list)),
+        Command::Changesets(ChangesetsCommand::Bulk(bulk)) => runtime()?.block_on(remote::bulk(bulk)),
         Command::Up(up) => runtime()?.block_on(up::up(up)),
         Command::Bench(BenchCommand::Queue(queue)) => runtime()?.block_on(bench::queue(queue)),
         Command::Bench(BenchCommand::Resolution(resolution)) => runtime()?.block_on(bench::resolution(resolution)),

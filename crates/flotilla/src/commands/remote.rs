@@ -7,7 +7,7 @@ use std::time::Duration;
 use flotilla_wire::api::{ApplyPlan, BatchSpecStatus, ChangesetInfo, ChangesetSpecInfo, ChangesetSpecPage, CreateBatchSpec, UploadedMountFile, WorkspaceInfo, WorkspacePage};
 
 use super::batch::read_spec_source;
-use crate::cli::{ApplyArgs, ChangesetsListArgs, CloseArgs, DeleteArgs, PreviewArgs, RemoteArgs, RepositoriesArgs};
+use crate::cli::{ApplyArgs, ChangesetsBulkArgs, ChangesetsListArgs, CloseArgs, DeleteArgs, PreviewArgs, RemoteArgs, RepositoriesArgs};
 use crate::client::Client;
 
 /// Uploads the spec after validating it locally (so errors show with the file's name).
@@ -367,4 +367,27 @@ pub async fn delete(arguments: DeleteArgs) -> anyhow::Result<ExitCode> {
     client.delete(&format!("/api/v1/batch-changes/{}{}", arguments.name, namespace_query(&arguments.namespace))).await?;
     eprintln!("deleted batch change {}", arguments.name);
     Ok(ExitCode::SUCCESS)
+}
+
+pub async fn bulk(arguments: ChangesetsBulkArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(arguments.connection.url.clone(), arguments.connection.token.clone())?;
+    let path = format!("/api/v1/batch-changes/{}/changesets/bulk{}", arguments.batch_change, namespace_query(&arguments.namespace));
+    let mut request = serde_json::json!({ "action": arguments.action, "squash": arguments.squash });
+    if !arguments.ids.is_empty() {
+        request["changesetIds"] = serde_json::json!(arguments.ids);
+    }
+    if let Some(body) = &arguments.body {
+        request["body"] = serde_json::json!(body);
+    }
+    let outcomes: Vec<serde_json::Value> = client.post(&path, &request).await?;
+    if arguments.json {
+        println!("{}", serde_json::to_string_pretty(&outcomes)?);
+    } else {
+        for outcome in &outcomes {
+            let message = outcome["message"].as_str().map(|message| format!(" ({message})")).unwrap_or_default();
+            println!("{} {}{message}", outcome["repository"].as_str().unwrap_or_default(), outcome["outcome"].as_str().unwrap_or_default());
+        }
+    }
+    let failed = outcomes.iter().any(|outcome| outcome["outcome"] == "failed");
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
