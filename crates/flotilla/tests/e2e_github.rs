@@ -272,3 +272,32 @@ fn pull_requests_are_opened_with_the_appliers_own_credential() {
     assert_eq!((listed[0]["reconcilerState"].as_str(), listed[0]["externalState"].as_str()), (Some("completed"), Some("OPEN")), "{listed:?}");
     assert_eq!(fixture.emulator.pull_request_count("acme", "app"), 1);
 }
+
+#[test]
+fn imported_pull_requests_are_tracked_and_synced() {
+    let fixture = Fixture::start(&["app", "docs"]);
+    let file = fixture.root.path().join("readme-fix.batch.yaml");
+    std::fs::write(&file, spec("Fix the README", "true")).expect("write spec");
+    assert_eq!(apply(&fixture.url, &file), rows(&[("github.com/acme/app", "create", "push,publish")]));
+    reconciled(&fixture.url);
+
+    // Another batch change tracks that pull request without owning it.
+    let tracker = fixture.root.path().join("tracker.batch.yaml");
+    std::fs::write(&tracker, "name: tracker\nimportChangesets:\n  - repository: github.com/acme/app\n    externalIDs: [1]\n").expect("write spec");
+    let output = run(&fixture.url, &["batch", "apply", "--json", "-f", tracker.to_str().expect("utf-8")], None);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(plan["changesets"][0]["operations"], serde_json::json!(["import"]), "{plan}");
+    let listed = |name: &str| {
+        let output = run(&fixture.url, &["changesets", "list", "--batch-change", name, "--json"], None);
+        serde_json::from_slice::<Vec<serde_json::Value>>(&output.stdout).unwrap_or_default()
+    };
+    wait_until(Duration::from_secs(30), "the import", || listed("tracker").first().is_some_and(|changeset| changeset["externalState"] == "OPEN"));
+    let imported = &listed("tracker")[0];
+    assert_eq!((imported["externalId"].as_str(), imported["headRef"].as_str()), (Some("1"), Some("refs/heads/batch/readme-fix")), "{imported}");
+
+    // A merge on GitHub reaches the tracker through the sync.
+    fixture.emulator.merge_pull_request("acme", "app", 1).expect("merge");
+    wait_until(Duration::from_secs(30), "the sync", || listed("tracker").first().is_some_and(|changeset| changeset["externalState"] == "MERGED"));
+    assert_eq!(fixture.emulator.pull_request_count("acme", "app"), 1, "importing opened nothing");
+}

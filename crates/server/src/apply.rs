@@ -57,6 +57,7 @@ pub fn spec_view(spec: &ChangesetSpec) -> SpecView {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     spec.diff.hash(&mut hasher);
     SpecView {
+        imported: spec.kind == flotilla_store::ChangesetSpecKind::Existing,
         desired,
         base_ref: spec.base_ref.clone().unwrap_or_default(),
         title: spec.title.clone().unwrap_or_default(),
@@ -121,7 +122,13 @@ async fn decide(state: &SharedState, row: &BatchSpecRow) -> ApiResult<Decided> {
             }
         }
     }
-    let key_of_spec = |spec: &ChangesetSpec| -> ChangesetKey { (spec.repository_id.0, spec.head_ref.clone().unwrap_or_default()) };
+    // Branch changesets are known by repository and branch, imported ones by their number.
+    let key_of_spec = |spec: &ChangesetSpec| -> ChangesetKey {
+        match spec.kind {
+            flotilla_store::ChangesetSpecKind::Existing => (spec.repository_id.0, format!("import:{}", spec.external_id.as_deref().unwrap_or_default())),
+            flotilla_store::ChangesetSpecKind::Branch => (spec.repository_id.0, spec.head_ref.clone().unwrap_or_default()),
+        }
+    };
     let spec_keys: Vec<(ChangesetKey, &ChangesetSpec)> = specs.iter().map(|spec| (key_of_spec(spec), spec)).collect();
     let changeset_keys: Vec<(ChangesetKey, &Changeset)> = changesets
         .iter()

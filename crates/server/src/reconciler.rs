@@ -211,6 +211,18 @@ async fn try_reconcile(state: &SharedState, changeset: &Changeset) -> Result<Rec
                     .map_err(|error| Failure::Retry(format!("deleting {} in {}: {error}", branch.as_str(), repository.name)))?;
                 outcome.external_state = Some("CLOSED".into());
             }
+            Operation::Import => {
+                let (adapter, reference) = forge.as_ref().ok_or_else(|| Failure::Final("importChangesets needs a code host with pull requests".into()))?;
+                let spec = current.as_ref().ok_or_else(|| Failure::Final("nothing to import".to_owned()))?;
+                let wanted: u64 = spec
+                    .external_id
+                    .as_deref()
+                    .and_then(|id| id.trim_start_matches('#').parse().ok())
+                    .ok_or_else(|| Failure::Final(format!("importChangesets: {:?} is not a pull request number", spec.external_id)))?;
+                let loaded = adapter.load_changeset(reference, wanted).await.map_err(forge_failure)?;
+                record_forge(&mut outcome, &loaded);
+                outcome.external_branch = Some(format!("refs/heads/{}", loaded.head_ref));
+            }
             Operation::Archive => outcome.archived = true,
             Operation::Detach => outcome.detached = true,
             Operation::Publish | Operation::PublishDraft | Operation::Update | Operation::Undraft | Operation::Reopen => {

@@ -32,6 +32,8 @@ pub enum Operation {
     Archive,
     /// Remove an unpublished changeset the spec no longer produces.
     Detach,
+    /// Start tracking an existing pull request (`importChangesets`).
+    Import,
 }
 
 impl Operation {
@@ -47,6 +49,7 @@ impl Operation {
             Operation::Reopen => "reopen",
             Operation::Archive => "archive",
             Operation::Detach => "detach",
+            Operation::Import => "import",
         }
     }
 }
@@ -63,6 +66,8 @@ pub enum Desired {
 /// The parts of a changeset spec the plan compares.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SpecView {
+    /// An imported pull request (`importChangesets`): tracked, never pushed or changed.
+    pub imported: bool,
     pub desired: Desired,
     pub base_ref: String,
     pub title: String,
@@ -116,6 +121,10 @@ impl HostCapabilities {
 /// says why the spec cannot be applied as asked (and what to change).
 pub fn plan(changeset: &ChangesetView, host: HostCapabilities) -> Result<Vec<Operation>, String> {
     let Some(current) = &changeset.current else {
+        // An imported pull request is not the batch change's to close: it is let go.
+        if changeset.previous.as_ref().is_some_and(|previous| previous.imported) {
+            return Ok(vec![Operation::Detach]);
+        }
         // No spec wants it any more: close what is open, drop what never was.
         return Ok(match changeset.external {
             External::Unpublished => vec![Operation::Detach],
@@ -123,6 +132,12 @@ pub fn plan(changeset: &ChangesetView, host: HostCapabilities) -> Result<Vec<Ope
             External::Closed | External::Merged => vec![Operation::Archive],
         });
     };
+    if current.imported {
+        if !host.pull_requests {
+            return Err("importChangesets needs a code host with pull requests".to_owned());
+        }
+        return Ok(if changeset.external == External::Unpublished { vec![Operation::Import] } else { Vec::new() });
+    }
     if current.desired == Desired::Draft && host.pull_requests && !host.drafts {
         return Err("this code host has no draft pull requests: use `published: true` or `false` for its repositories".to_owned());
     }
@@ -201,6 +216,7 @@ mod tests {
 
     fn spec(desired: Desired) -> SpecView {
         SpecView {
+            imported: false,
             desired,
             base_ref: "refs/heads/main".into(),
             title: "Fix".into(),
@@ -241,6 +257,9 @@ mod tests {
             ("no longer in the spec, pushed branch: close (delete) and archive", changeset(External::Pushed, Some(published.clone()), None), HostCapabilities::GIT, vec![Close, Archive]),
             ("no longer in the spec, never published: detach", changeset(External::Unpublished, Some(spec(Desired::Unpublished)), None), HostCapabilities::FORGE, vec![Detach]),
             ("no longer in the spec, merged: archive", changeset(External::Merged, Some(published.clone()), None), HostCapabilities::FORGE, vec![Archive]),
+            ("imported: tracked once", changeset(External::Unpublished, None, Some(SpecView { imported: true, ..spec(Desired::Unpublished) })), HostCapabilities::FORGE, vec![Import]),
+            ("imported, no longer in the spec: let go, not closed", changeset(External::Open, Some(SpecView { imported: true, ..spec(Desired::Unpublished) }), None), HostCapabilities::FORGE, vec![Detach]),
+            ("imported and tracked: nothing", changeset(External::Open, None, Some(SpecView { imported: true, ..spec(Desired::Unpublished) })), HostCapabilities::FORGE, vec![]),
             ("after a crash between push and publish the plan is the same", changeset(External::Unpublished, Some(published.clone()), Some(published)), HostCapabilities::FORGE, vec![Push, Publish]),
         ]
     }

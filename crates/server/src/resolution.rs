@@ -80,11 +80,54 @@ async fn resolve_job(state: &SharedState, job: &ResolutionJob) -> Result<usize, 
     let namespace = row.namespace().map_err(|error| error.to_string())?;
     let accessor = flotilla_store::SecretAccessor { user_id: Some(row.creator_user_id), job_id: None };
     let secrets = crate::secrets::resolve(state, namespace, &names, accessor).await?;
+    import_changesets(state, &spec, &row, &visibility).await?;
     let mut writer = ChunkWriter { state, spec: &spec, row: &row, secrets: &secrets, pending: Vec::new(), total: 0 };
     resolve_revisions(state, &spec, &visibility, &mut writer).await?;
     let pending = std::mem::take(&mut writer.pending);
     writer.total += write_chunk(state, &spec, &row, &secrets, pending).await?;
     Ok(writer.total)
+}
+
+/// `importChangesets`: one changeset spec of kind `existing` per pull request to track, so an
+/// apply adds them to the batch change without pushing anything.
+async fn import_changesets(state: &SharedState, spec: &BatchSpec, row: &BatchSpecRow, visibility: &RepositoryVisibility) -> Result<(), String> {
+    let mut specs = Vec::new();
+    for import in &spec.import_changesets {
+        let repository = state
+            .store
+            .get_repository_by_name(&import.repository)
+            .await
+            .map_err(|error| error.to_string())?
+            .filter(|found| visibility.can_read(found))
+            .ok_or_else(|| format!("importChangesets: repository {} not found: check the name with `flotilla repos list`", import.repository))?;
+        for external_id in &import.external_ids {
+            specs.push(flotilla_store::NewChangesetSpec {
+                rand_id: crate::changeset_specs::rand_id(),
+                batch_spec_id: row.id,
+                workspace_id: None,
+                repository_id: repository.id,
+                kind: flotilla_store::ChangesetSpecKind::Existing,
+                external_id: Some(external_id.clone()),
+                base_ref: None,
+                base_rev: None,
+                head_ref: None,
+                title: None,
+                body: None,
+                published: None,
+                diff: None,
+                commit_message: None,
+                author_name: None,
+                author_email: None,
+                fork: None,
+                diff_stat_added: 0,
+                diff_stat_deleted: 0,
+            });
+        }
+    }
+    if !specs.is_empty() {
+        state.store.insert_changeset_specs(&specs, Clock::now_ms()).await.map_err(|error| error.to_string())?;
+    }
+    Ok(())
 }
 
 /// Receives repository revisions in repository-name order as resolution finds them.
