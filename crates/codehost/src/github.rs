@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 
 use crate::budget::{RateLimitBudget, RateLimitHeaders, RetryPolicy, retry_after};
 use crate::error::{CodeHostError, PermanentKind};
+use crate::transport::{self, Forge, Reply, Verdict};
 use crate::types::{
     ChangesetRequest, ChangesetUpdate, CheckState, ExternalChangeset, ExternalState, HostedRepository,
     MergeMethod, RepositoryRef, RepositorySelection, ReviewState,
@@ -74,29 +75,8 @@ impl std::fmt::Debug for GitHub {
     }
 }
 
-/// A response read to the end.
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn json<T: DeserializeOwned>(&self, what: &str) -> Result<T, CodeHostError> {
-        serde_json::from_slice(&self.body).map_err(|error| {
-            CodeHostError::protocol(format!("{what}: GitHub's answer could not be read ({error}); is the base URL a GitHub API?"))
-        })
-    }
-}
-
-/// What a failed attempt's answer means.
-enum Verdict {
-    /// Try again after at least `wait` (None: the policy's backoff).
-    Retry { wait: Option<Duration>, message: String },
-    /// A rate limit: nothing may be sent for `wait`.
-    RateLimited { wait: Duration, message: String },
-    Fail(CodeHostError),
-}
+/// How this adapter's API talks (see [`crate::transport`]).
+static GITHUB_API: Forge = Forge { name: "GitHub", api_hint: "a GitHub API", rate_limit_headers: RateLimitHeaders::GITHUB, classify };
 
 impl GitHub {
     /// An adapter with its own budget (use [`GitHub::with_budget`] when several adapters share
@@ -158,63 +138,7 @@ impl GitHub {
     /// Sends one logical request, with rate-limit waits and retries (see the module docs).
     /// `what` says what was being done, for error messages.
     async fn send(&self, method: Method, url: &str, query: &[(&str, String)], body: Option<&Value>, what: &str) -> Result<Reply, CodeHostError> {
-        let mut failures = 0_u32;
-        loop {
-            if let Err(wait) = self.budget.acquire(self.retry.max_rate_limit_wait).await {
-                return Err(CodeHostError::RateLimited { message: format!("{what}: GitHub's rate limit is used up"), retry_after: wait });
-            }
-            let mut request = self.client.request(method.clone(), url).header(header::AUTHORIZATION, self.authorization.clone());
-            if !query.is_empty() {
-                request = request.query(query);
-            }
-            if let Some(body) = body {
-                request = request.json(body);
-            }
-            let verdict = match request.send().await {
-                Ok(response) => {
-                    let status = response.status();
-                    let headers = response.headers().clone();
-                    observe_rate_limit(&self.budget, &headers);
-                    match response.bytes().await {
-                        Ok(body) => {
-                            let reply = Reply { status, headers, body: body.to_vec() };
-                            match classify(&reply, what, SystemTime::now()) {
-                                None => return Ok(reply),
-                                Some(verdict) => verdict,
-                            }
-                        }
-                        Err(error) => Verdict::Retry { wait: None, message: format!("{what}: reading GitHub's answer failed: {error}") },
-                    }
-                }
-                Err(error) if error.is_builder() => return Err(CodeHostError::protocol(format!("{what}: {error}"))),
-                Err(error) => Verdict::Retry { wait: None, message: format!("{what}: GitHub could not be reached: {error}") },
-            };
-            failures += 1;
-            match verdict {
-                Verdict::Fail(error) => return Err(error),
-                Verdict::RateLimited { wait, message } => {
-                    tracing::info!(wait_ms = wait.as_millis() as u64, "{message}");
-                    self.budget.block_for(wait, SystemTime::now());
-                    if wait > self.retry.max_rate_limit_wait {
-                        return Err(CodeHostError::RateLimited { message, retry_after: wait });
-                    }
-                    if failures >= self.retry.max_attempts {
-                        return Err(CodeHostError::Transient { message, retry_after: Some(wait) });
-                    }
-                }
-                Verdict::Retry { wait, message } => {
-                    if failures >= self.retry.max_attempts {
-                        return Err(CodeHostError::Transient {
-                            message: format!("{message} (gave up after {failures} attempts)"),
-                            retry_after: wait,
-                        });
-                    }
-                    let backoff = self.retry.backoff(failures).max(wait.unwrap_or_default());
-                    tracing::info!(attempt = failures, backoff_ms = backoff.as_millis() as u64, "{message}; retrying");
-                    tokio::time::sleep(backoff).await;
-                }
-            }
-        }
+        transport::send(&GITHUB_API, &self.client, &self.budget, &self.retry, |request| request.header(header::AUTHORIZATION, self.authorization.clone()), method, url, query, body, what).await
     }
 
     async fn get_json<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)], what: &str) -> Result<T, CodeHostError> {
@@ -432,10 +356,6 @@ impl CodeHost for GitHub {
     fn comment<'a>(&'a self, repository: &'a RepositoryRef, number: u64, body: &'a str) -> BoxFuture<'a, Result<(), CodeHostError>> {
         Box::pin(self.comment_impl(repository, number, body))
     }
-}
-
-fn observe_rate_limit(budget: &RateLimitBudget, headers: &HeaderMap) {
-    RateLimitHeaders::GITHUB.observe(budget, headers);
 }
 
 /// The wait until `X-RateLimit-Reset`, when the primary limit is used up.
@@ -712,7 +632,7 @@ mod tests {
         for (name, value) in headers {
             map.insert(*name, HeaderValue::from_str(value).expect("test header values are ASCII"));
         }
-        Reply { status: StatusCode::from_u16(status).expect("valid test status"), headers: map, body: body.as_bytes().to_vec() }
+        Reply { status: StatusCode::from_u16(status).expect("valid test status"), headers: map, body: body.as_bytes().to_vec(), forge: &GITHUB_API }
     }
 
     fn now() -> SystemTime {

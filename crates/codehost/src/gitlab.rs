@@ -21,7 +21,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::header::HeaderValue;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -29,6 +29,7 @@ use serde_json::{Value, json};
 
 use crate::budget::{RateLimitBudget, RateLimitHeaders, RetryPolicy, retry_after};
 use crate::error::{CodeHostError, PermanentKind};
+use crate::transport::{self, Forge, Reply, Verdict};
 use crate::types::{
     ChangesetRequest, ChangesetUpdate, CheckState, ExternalChangeset, ExternalState, HostedRepository, MergeMethod,
     RepositoryRef, RepositorySelection, ReviewState,
@@ -86,29 +87,8 @@ impl std::fmt::Debug for GitLab {
     }
 }
 
-/// A response read to the end.
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn json<T: DeserializeOwned>(&self, what: &str) -> Result<T, CodeHostError> {
-        serde_json::from_slice(&self.body).map_err(|error| {
-            CodeHostError::protocol(format!("{what}: GitLab's answer could not be read ({error}); is the base URL a GitLab API (…/api/v4)?"))
-        })
-    }
-}
-
-/// What a failed attempt's answer means.
-enum Verdict {
-    /// Try again after at least `wait` (None: the policy's backoff).
-    Retry { wait: Option<Duration>, message: String },
-    /// A rate limit: nothing may be sent for `wait`.
-    RateLimited { wait: Duration, message: String },
-    Fail(CodeHostError),
-}
+/// How this adapter's API talks (see [`crate::transport`]).
+static GITLAB_API: Forge = Forge { name: "GitLab", api_hint: "a GitLab API (…/api/v4)", rate_limit_headers: RateLimitHeaders::GITLAB, classify };
 
 /// `group/name` as one path segment, as GitLab addresses projects and groups by path.
 fn encode_path(path: &str) -> String {
@@ -192,63 +172,7 @@ impl GitLab {
 
     /// Sends one logical request, with rate-limit waits and retries (see the module docs).
     async fn send(&self, method: Method, url: &str, query: &[(&str, String)], body: Option<&Value>, what: &str) -> Result<Reply, CodeHostError> {
-        let mut failures = 0_u32;
-        loop {
-            if let Err(wait) = self.budget.acquire(self.retry.max_rate_limit_wait).await {
-                return Err(CodeHostError::RateLimited { message: format!("{what}: GitLab's rate limit is used up"), retry_after: wait });
-            }
-            let mut request = self.client.request(method.clone(), url).header("private-token", self.token.clone());
-            if !query.is_empty() {
-                request = request.query(query);
-            }
-            if let Some(body) = body {
-                request = request.json(body);
-            }
-            let verdict = match request.send().await {
-                Ok(response) => {
-                    let status = response.status();
-                    let headers = response.headers().clone();
-                    RateLimitHeaders::GITLAB.observe(&self.budget, &headers);
-                    match response.bytes().await {
-                        Ok(body) => {
-                            let reply = Reply { status, headers, body: body.to_vec() };
-                            match classify(&reply, what, SystemTime::now()) {
-                                None => return Ok(reply),
-                                Some(verdict) => verdict,
-                            }
-                        }
-                        Err(error) => Verdict::Retry { wait: None, message: format!("{what}: reading GitLab's answer failed: {error}") },
-                    }
-                }
-                Err(error) if error.is_builder() => return Err(CodeHostError::protocol(format!("{what}: {error}"))),
-                Err(error) => Verdict::Retry { wait: None, message: format!("{what}: GitLab could not be reached: {error}") },
-            };
-            failures += 1;
-            match verdict {
-                Verdict::Fail(error) => return Err(error),
-                Verdict::RateLimited { wait, message } => {
-                    tracing::info!(wait_ms = wait.as_millis() as u64, "{message}");
-                    self.budget.block_for(wait, SystemTime::now());
-                    if wait > self.retry.max_rate_limit_wait {
-                        return Err(CodeHostError::RateLimited { message, retry_after: wait });
-                    }
-                    if failures >= self.retry.max_attempts {
-                        return Err(CodeHostError::Transient { message, retry_after: Some(wait) });
-                    }
-                }
-                Verdict::Retry { wait, message } => {
-                    if failures >= self.retry.max_attempts {
-                        return Err(CodeHostError::Transient {
-                            message: format!("{message} (gave up after {failures} attempts)"),
-                            retry_after: wait,
-                        });
-                    }
-                    let backoff = self.retry.backoff(failures).max(wait.unwrap_or_default());
-                    tracing::info!(attempt = failures, backoff_ms = backoff.as_millis() as u64, "{message}; retrying");
-                    tokio::time::sleep(backoff).await;
-                }
-            }
-        }
+        transport::send(&GITLAB_API, &self.client, &self.budget, &self.retry, |request| request.header("private-token", self.token.clone()), method, url, query, body, what).await
     }
 
     async fn get_json<T: DeserializeOwned>(&self, path: &str, what: &str) -> Result<T, CodeHostError> {
@@ -653,11 +577,11 @@ mod tests {
     use super::*;
 
     fn reply(status: u16, headers: &[(&'static str, &str)], body: &str) -> Reply {
-        let mut map = HeaderMap::new();
+        let mut map = reqwest::header::HeaderMap::new();
         for (name, value) in headers {
             map.insert(*name, HeaderValue::from_str(value).expect("test header values are ASCII"));
         }
-        Reply { status: StatusCode::from_u16(status).expect("valid test status"), headers: map, body: body.as_bytes().to_vec() }
+        Reply { status: StatusCode::from_u16(status).expect("valid test status"), headers: map, body: body.as_bytes().to_vec(), forge: &GITLAB_API }
     }
 
     fn now() -> SystemTime {

@@ -10,6 +10,7 @@ pub mod budget;
 pub mod error;
 pub mod github;
 pub mod gitlab;
+mod transport;
 pub mod types;
 
 use std::future::Future;
