@@ -114,14 +114,10 @@ async fn decide(state: &SharedState, row: &BatchSpecRow) -> ApiResult<Decided> {
         }
     }
     // The spec each existing changeset was last applied to: its key and what it asked for.
-    let mut applied_specs: HashMap<ChangesetSpecId, ChangesetSpec> = HashMap::new();
-    for changeset in &changesets {
-        for id in [changeset.current_spec_id, changeset.previous_spec_id].into_iter().flatten() {
-            if let std::collections::hash_map::Entry::Vacant(entry) = applied_specs.entry(id) {
-                entry.insert(state.store.get_changeset_spec(id).await?);
-            }
-        }
-    }
+    let applied_ids: Vec<ChangesetSpecId> =
+        changesets.iter().flat_map(|changeset| [changeset.current_spec_id, changeset.previous_spec_id].into_iter().flatten()).collect();
+    let applied_specs: HashMap<ChangesetSpecId, ChangesetSpec> =
+        state.store.get_changeset_specs(&applied_ids).await?.into_iter().map(|spec| (spec.id, spec)).collect();
     // Branch changesets are known by repository and branch, imported ones by their number.
     let key_of_spec = |spec: &ChangesetSpec| -> ChangesetKey {
         match spec.kind {
@@ -387,12 +383,11 @@ async fn list_changesets(State(state): State<SharedState>, headers: HeaderMap, P
         let Some(last) = page.last() else { break };
         after = Some(last.id);
         let names = visibility.readable_names(&state, page.iter().map(|changeset| changeset.repository_id)).await?;
+        let spec_ids: Vec<ChangesetSpecId> = page.iter().filter_map(|changeset| changeset.current_spec_id.or(changeset.previous_spec_id)).collect();
+        let specs: HashMap<ChangesetSpecId, ChangesetSpec> = state.store.get_changeset_specs(&spec_ids).await?.into_iter().map(|spec| (spec.id, spec)).collect();
         for changeset in page {
             let Some(repository) = names.get(&changeset.repository_id) else { continue };
-            let spec = match changeset.current_spec_id.or(changeset.previous_spec_id) {
-                Some(id) => Some(state.store.get_changeset_spec(id).await?),
-                None => None,
-            };
+            let spec = changeset.current_spec_id.or(changeset.previous_spec_id).and_then(|id| specs.get(&id));
             result.push(ChangesetInfo {
                 id: changeset.id.0,
                 repository: repository.clone(),

@@ -246,6 +246,26 @@ impl Store {
         })
     }
 
+    /// The changeset specs with these ids (those that exist), in one query per 500, for pages
+    /// that would otherwise look each one up.
+    pub async fn get_changeset_specs(&self, ids: &[ChangesetSpecId]) -> Result<Vec<ChangesetSpec>, StoreError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(crate::backend::BULK_INSERT_ROWS) {
+            let sql = format!(
+                concat!("SELECT ", changeset_spec_columns!(), " FROM changeset_specs WHERE id IN ({})"),
+                crate::backend::placeholders(1, chunk.len())
+            );
+            on_pool!(self, pool, dialect => {
+                let mut query = sqlx::query_as::<_, ChangesetSpec>(sqlx::AssertSqlSafe(sql));
+                for id in chunk {
+                    query = query.bind(*id);
+                }
+                found.extend(query.fetch_all(pool).await?);
+            });
+        }
+        Ok(found)
+    }
+
     pub async fn get_changeset_spec_by_rand_id(
         &self,
         rand_id: &str,

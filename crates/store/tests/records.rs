@@ -903,6 +903,9 @@ async fn batch_specs_resolution_and_changesets(store: Store) {
         changeset
     );
 
+    let fetched = store.get_changeset_specs(&spec_ids).await.expect("specs by id");
+    assert_eq!(fetched.iter().map(|spec| spec.id).collect::<Vec<_>>(), spec_ids, "every id, one query");
+
     // The reconciler's queue: apply records new, continued and retired changesets.
     let other = store
         .insert_changeset(
