@@ -419,14 +419,28 @@ pub struct PolicyArgs {
     /// Sign webhook bodies: `X-Flotilla-Signature: sha256=<HMAC-SHA256 of the body>`.
     #[arg(long, value_name = "SECRET", env = "FLOTILLA_WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<String>,
+    /// Rollout windows: a YAML or JSON file listing when, and how fast, changesets are
+    /// published, e.g. `[{rate: 10/minute, days: [monday, friday], start: "09:00", end:
+    /// "17:00"}, {rate: unlimited, days: [saturday, sunday]}]` (UTC; rate `unlimited`,
+    /// `N/second|minute|hour`, or 0; the last window covering the moment wins; outside every
+    /// window nothing is published). Without it, changesets are published at once.
+    #[arg(long, value_name = "FILE", env = "FLOTILLA_ROLLOUT_WINDOWS")]
+    pub rollout_windows: Option<PathBuf>,
 }
 
 impl PolicyArgs {
-    pub fn apply(&self, config: &mut flotilla_server::ServerConfig) {
+    pub fn apply(&self, config: &mut flotilla_server::ServerConfig) -> anyhow::Result<()> {
+        if let Some(path) = &self.rollout_windows {
+            let text = std::fs::read_to_string(path).map_err(|error| anyhow::anyhow!("reading the rollout windows {}: {error}", path.display()))?;
+            let document = flotilla_yaml::load(&text).map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
+            let windows = flotilla_server::rollout::parse_windows(&document.to_json()).map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
+            config.rollout_windows = Some(windows);
+        }
         config.allowed_images = self.allowed_images.iter().map(|pattern| pattern.trim().to_owned()).filter(|pattern| !pattern.is_empty()).collect();
         config.max_mount_file_bytes = self.max_mount_file_bytes;
         config.changeset_sync_interval = std::time::Duration::from_secs(self.changeset_sync_interval.max(1));
         config.webhooks = flotilla_server::webhooks::WebhookConfig { urls: self.webhooks.clone(), secret: self.webhook_secret.clone() };
+        Ok(())
     }
 }
 
@@ -699,8 +713,8 @@ pub enum BatchCommand {
     /// batch change's changesets and the server pushes them. Prints what each changeset gets
     /// (push, publish, update, close, ...). Applying the same spec again does nothing; an
     /// edited spec updates the same changesets; a repository the spec no longer matches has
-    /// its changeset closed. On plain git code hosts a changeset is a branch pushed to the
-    /// repository; pull requests on GitHub, GitLab, Gitea and Bitbucket are not built yet.
+    /// its changeset closed. On forges (GitHub, GitLab, Gitea, Bitbucket Server) a changeset is
+    /// a pull request; on plain git code hosts, a branch pushed to the repository.
     ///
     /// Examples:
     ///   flotilla batch apply -f hello.batch.yaml
@@ -722,6 +736,33 @@ pub enum BatchCommand {
     ///   flotilla batch close hello-world && flotilla batch delete hello-world
     #[command(verbatim_doc_comment)]
     Delete(DeleteArgs),
+
+    /// Show a batch change's progress: its changesets counted by state (open, draft, merged,
+    /// closed, unpublished, scheduled, processing, retrying, failed, archived) and the
+    /// burndown (those counts over time, from the first published changeset to now).
+    ///
+    /// Examples:
+    ///   flotilla batch status hello-world
+    ///   flotilla batch status hello-world --points 10 --json
+    #[command(verbatim_doc_comment)]
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The batch change's name.
+    pub name: String,
+    /// Points on the burndown (1 to 500).
+    #[arg(long, default_value_t = 8)]
+    pub points: usize,
+    /// Its namespace (user or organisation); yours by default.
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Print the statistics as JSON on standard output.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub connection: ServerConnection,
 }
 
 #[derive(Debug, Args)]
@@ -778,11 +819,13 @@ pub enum ChangesetsCommand {
     #[command(verbatim_doc_comment)]
     List(ChangesetsListArgs),
 
-    /// Act on many changesets at once: comment on or merge their open pull requests, close
-    /// them, retry failed ones, or detach those the spec no longer produces. Without --id, every
+    /// Act on many changesets at once: publish them (as drafts with --draft) where the spec
+    /// leaves `published` unset, comment on or merge their open pull requests, close them,
+    /// retry failed ones, or detach those the spec no longer produces. Without --id, every
     /// changeset of the batch change; ones the action does not apply to are listed as skipped.
     ///
     /// Examples:
+    ///   flotilla changesets bulk publish --batch-change hello-world --draft
     ///   flotilla changesets bulk comment --batch-change hello-world --body "Please review"
     ///   flotilla changesets bulk merge --batch-change hello-world --id 12 --id 15 --squash
     ///   flotilla changesets bulk retry --batch-change hello-world
@@ -792,7 +835,7 @@ pub enum ChangesetsCommand {
 
 #[derive(Debug, Args)]
 pub struct ChangesetsBulkArgs {
-    /// comment, merge, close, retry or detach.
+    /// publish, comment, merge, close, retry or detach.
     pub action: String,
     #[arg(long, value_name = "NAME")]
     pub batch_change: String,
@@ -805,6 +848,9 @@ pub struct ChangesetsBulkArgs {
     /// Squash when merging.
     #[arg(long)]
     pub squash: bool,
+    /// Publish as draft pull requests, for `publish`.
+    #[arg(long)]
+    pub draft: bool,
     #[arg(short = 'n', long)]
     pub namespace: Option<String>,
     #[arg(long)]

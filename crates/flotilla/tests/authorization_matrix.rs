@@ -71,6 +71,7 @@ const MATRIX: &[Row] = &[
     row("GET",    "/api/v1/batch-specs/{id}/apply-preview",     "/api/v1/batch-specs/{orgspec}/apply-preview",     "",                  [401, 200, 200, 200, 200, 401, 401]),
     row("POST",   "/api/v1/batch-specs/{id}/apply",             "/api/v1/batch-specs/{orgspec}/apply",             "{}",                [401, 403, 403, 200, 200, 401, 401]),
     row("GET",    "/api/v1/batch-changes/{name}/changesets",    "/api/v1/batch-changes/never-applied/changesets",  "",                  [401, 404, 404, 404, 404, 401, 401]),
+    row("GET",    "/api/v1/batch-changes/{name}/statistics",    "/api/v1/batch-changes/never-applied/statistics",  "",                  [401, 404, 404, 404, 404, 401, 401]),
     row("POST",   "/api/v1/batch-changes/{name}/close",         "/api/v1/batch-changes/never-applied/close",       "{}",                [401, 404, 404, 404, 404, 401, 401]),
     row("POST",   "/api/v1/batch-changes/{name}/changesets/bulk", "/api/v1/batch-changes/never-applied/changesets/bulk", r#"{"action": "retry"}"#, [401, 404, 404, 404, 404, 401, 401]),
     row("DELETE", "/api/v1/batch-changes/{name}",               "/api/v1/batch-changes/never-applied",             "",                  [401, 404, 404, 404, 404, 401, 401]),

@@ -189,6 +189,15 @@ impl Fixture {
 
     /// The same, with the emulator accepting `tokens` (the first is the connection's).
     fn start_with_tokens(kind: &str, host: &str, api_path: &str, names: &[&str], tokens: &[&str]) -> Fixture {
+        Fixture::start_with(kind, host, api_path, names, tokens, &[])
+    }
+
+    /// GitHub with `server_args` added to the server's command line.
+    fn start_with_server_args(names: &[&str], server_args: &[&str]) -> Fixture {
+        Fixture::start_with("github", "github.com", "", names, &[DEFAULT_TOKEN], server_args)
+    }
+
+    fn start_with(kind: &str, host: &str, api_path: &str, names: &[&str], tokens: &[&str], server_args: &[&str]) -> Fixture {
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
         let config = EmulatorConfig { tokens: tokens.iter().map(|token| (*token).to_owned()).collect(), ..EmulatorConfig::default() };
         let emulator = runtime.block_on(Emulator::start(config)).expect("emulator");
@@ -197,7 +206,9 @@ impl Fixture {
         }
         let emulator_url = emulator.url().to_owned();
         let root = tempfile::tempdir().expect("temp dir");
-        let (server, url) = start_server(&root.path().join("data"), ADMIN, EXECUTOR, &["--changeset-sync-interval", "1"]);
+        let mut arguments = vec!["--changeset-sync-interval", "1"];
+        arguments.extend_from_slice(server_args);
+        let (server, url) = start_server(&root.path().join("data"), ADMIN, EXECUTOR, &arguments);
         let executor = start_executor(&url, EXECUTOR, "github", &root.path().join("executor"), "process");
         let api_url = format!("{emulator_url}{api_path}");
         let added = run(&url, &["codehost", "add", "--kind", kind, "--name", host, "--api-url", &api_url, "--org", "acme", "--token-stdin"], Some(DEFAULT_TOKEN));
@@ -300,4 +311,153 @@ fn imported_pull_requests_are_tracked_and_synced() {
     fixture.emulator.merge_pull_request("acme", "app", 1).expect("merge");
     wait_until(Duration::from_secs(30), "the sync", || listed("tracker").first().is_some_and(|changeset| changeset["externalState"] == "MERGED"));
     assert_eq!(fixture.emulator.pull_request_count("acme", "app"), 1, "importing opened nothing");
+}
+
+/// Twenty repositories, fifteen of them changed: five as drafts, ten published. What the
+/// issue's "done means" describes, with the statistics and burndown checked along the way.
+#[test]
+fn twenty_repositories_fifteen_pull_requests_tracked_to_the_end_with_statistics() {
+    let names: Vec<String> = (1..=20).map(|index| format!("r{index:02}")).collect();
+    let fixture = Fixture::start(&names.iter().map(String::as_str).collect::<Vec<_>>());
+    let file = fixture.root.path().join("readme-fix.batch.yaml");
+    let spec = "name: readme-fix\non:\n  - repositoriesMatchingQuery: repo:^github\\.com/acme/\nsteps:\n  - run: |\n      case \"${{ repository.name }}\" in */r1[6-9]|*/r20) ;; *) echo fixed >> README.md ;; esac\n    container: alpine:3\nchangesetTemplate:\n  title: Fix the README of ${{ repository.name }}\n  body: Automated\n  branch: batch/readme-fix\n  commit:\n    message: Fix the README\n  published:\n    - \"*\": true\n    - github.com/acme/r0[1-5]: draft\n";
+    std::fs::write(&file, spec).expect("write spec");
+    let plan = apply(&fixture.url, &file);
+    assert_eq!(plan.len(), 15, "{plan:?}");
+    for (repository, action, operations) in &plan {
+        let index: u32 = repository.trim_start_matches("github.com/acme/r").parse().expect("index");
+        assert!(index <= 15, "{repository} has no change");
+        assert_eq!((action.as_str(), operations.as_str()), ("create", if index <= 5 { "push,publish-draft" } else { "push,publish" }), "{repository}");
+    }
+    let listed = reconciled(&fixture.url);
+    assert_eq!(listed.len(), 15);
+    for name in &names {
+        let index: u32 = name[1..].parse().expect("index");
+        assert_eq!(fixture.emulator.pull_request_count("acme", name), usize::from(index <= 15), "{name}");
+        if index <= 15 {
+            let pull = pull_request(&fixture.emulator_url, name, 1);
+            assert_eq!((pull["title"].as_str(), pull["draft"].as_bool(), pull["head"]["ref"].as_str()), (Some(format!("Fix the README of github.com/acme/{name}").as_str()), Some(index <= 5), Some("batch/readme-fix")));
+        }
+    }
+    let statistics = |points: &str| -> serde_json::Value {
+        let output = run(&fixture.url, &["batch", "status", "readme-fix", "--json", "--points", points], None);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice(&output.stdout).expect("JSON")
+    };
+    let counts = statistics("5")["changesets"].clone();
+    assert_eq!((counts["total"].as_i64(), counts["open"].as_i64(), counts["draft"].as_i64(), counts["merged"].as_i64()), (Some(15), Some(10), Some(5), Some(0)), "{counts}");
+    assert_eq!(apply(&fixture.url, &file).iter().filter(|(_, _, operations)| !operations.is_empty()).count(), 0, "a second apply does nothing");
+
+    // Three are merged on GitHub: the sync sees it, and so do the statistics and the chart.
+    for name in ["r06", "r07", "r08"] {
+        fixture.emulator.merge_pull_request("acme", name, 1).expect("merge");
+    }
+    wait_until(Duration::from_secs(30), "the sync to see three merges", || statistics("5")["changesets"]["merged"] == 3);
+    let now = statistics("3");
+    let last = now["burndown"].as_array().and_then(|points| points.last()).cloned().expect("a burndown");
+    assert_eq!((last["total"].as_i64(), last["merged"].as_i64(), last["open"].as_i64(), last["draft"].as_i64()), (Some(15), Some(3), Some(7), Some(5)), "{now}");
+
+    // Bulk close closes the other twelve; the batch change is then complete.
+    let closed = run(&fixture.url, &["changesets", "bulk", "close", "--batch-change", "readme-fix", "--json"], None);
+    assert!(closed.status.success(), "{}", String::from_utf8_lossy(&closed.stderr));
+    let outcomes: Vec<serde_json::Value> = serde_json::from_slice(&closed.stdout).expect("JSON");
+    assert_eq!(outcomes.iter().filter(|outcome| outcome["outcome"] == "done").count(), 12, "{outcomes:?}");
+    wait_until(Duration::from_secs(60), "twelve pull requests to close", || statistics("5")["changesets"]["closed"] == 12);
+    let counts = statistics("5")["changesets"].clone();
+    assert_eq!((counts["isCompleted"].as_bool(), counts["percentComplete"].as_f64()), (Some(true), Some(100.0)), "{counts}");
+    for name in ["r01", "r09", "r15"] {
+        assert_eq!(pull_request(&fixture.emulator_url, name, 1)["state"], "closed", "{name}");
+    }
+    let text = run(&fixture.url, &["batch", "status", "readme-fix"], None);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.starts_with("readme-fix: 15 changesets, 100% complete"), "{text}");
+}
+
+/// A spec that leaves `published` unset publishes nothing; a person then publishes some as
+/// drafts and the rest for real with bulk publish, through a rollout window of one per second.
+#[test]
+fn bulk_publish_goes_through_the_rollout_window_at_its_rate() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let windows = root.path().join("windows.yaml");
+    std::fs::write(&windows, "- rate: 1/second\n").expect("write windows");
+    let names = ["a1", "a2", "a3", "a4", "a5"];
+    let fixture = Fixture::start_with_server_args(&names, &["--rollout-windows", windows.to_str().expect("utf-8")]);
+    let file = fixture.root.path().join("readme-fix.batch.yaml");
+    std::fs::write(&file, spec("Fix the README", "true").replace("  published:\n    - \"*\": true\n    - github.com/acme/web: true\n", "")).expect("write spec");
+    let plan = apply(&fixture.url, &file);
+    assert!(plan.len() == 5 && plan.iter().all(|(_, action, operations)| action == "create" && operations.is_empty()), "nothing to publish: {plan:?}");
+    let listed = reconciled(&fixture.url);
+    assert!(listed.iter().all(|changeset| changeset["publicationState"] == "UNPUBLISHED"), "{listed:?}");
+    let id_of = |name: &str| listed.iter().find(|changeset| changeset["repository"] == format!("github.com/acme/{name}")).and_then(|changeset| changeset["id"].as_i64()).expect("id").to_string();
+
+    let bulk = |arguments: &[&str]| -> Vec<serde_json::Value> {
+        let mut all = vec!["changesets", "bulk", "publish", "--batch-change", "readme-fix", "--json"];
+        all.extend_from_slice(arguments);
+        let output = run(&fixture.url, &all, None);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice(&output.stdout).expect("JSON")
+    };
+    let drafts = bulk(&["--draft", "--id", &id_of("a1"), "--id", &id_of("a2")]);
+    assert!(drafts.iter().all(|outcome| outcome["outcome"] == "done"), "{drafts:?}");
+    let rest = bulk(&[]);
+    let outcome_of = |name: &str| rest.iter().find(|outcome| outcome["repository"] == format!("github.com/acme/{name}")).map(|outcome| outcome["outcome"].clone());
+    // a1 and a2 are already chosen as drafts; publishing them for real is allowed (undraft later).
+    assert_eq!((outcome_of("a3"), outcome_of("a4"), outcome_of("a5")), (Some("done".into()), Some("done".into()), Some("done".into())), "{rest:?}");
+
+    let listed = reconciled(&fixture.url);
+    assert!(listed.iter().all(|changeset| changeset["externalState"] == "OPEN"), "all published in the end: {listed:?}");
+    for name in names {
+        assert_eq!(fixture.emulator.pull_request_count("acme", name), 1, "{name}");
+    }
+    // One per second: five openings take at least four seconds from first to last.
+    let mut opened: Vec<i64> = names.iter().map(|name| epoch_seconds(pull_request(&fixture.emulator_url, name, 1)["created_at"].as_str().expect("created_at"))).collect();
+    opened.sort_unstable();
+    assert!(opened[4] - opened[0] >= 3, "opened too fast for 1/second: {opened:?}");
+
+    // Publishing again is refused per changeset, with the reason; a draft cannot come back.
+    let again = bulk(&["--draft"]);
+    assert!(again.iter().all(|outcome| outcome["outcome"] == "skipped" && outcome["message"].as_str().is_some_and(|message| message.contains("cannot become a draft"))), "{again:?}");
+}
+
+/// A paused rollout window (rate 0) keeps every changeset scheduled: nothing reaches GitHub.
+#[test]
+fn a_paused_rollout_window_publishes_nothing_and_says_scheduled() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let windows = root.path().join("windows.json");
+    std::fs::write(&windows, r#"[{"rate": 0}]"#).expect("write windows");
+    let fixture = Fixture::start_with_server_args(&["app", "api"], &["--rollout-windows", windows.to_str().expect("utf-8")]);
+    let file = fixture.root.path().join("readme-fix.batch.yaml");
+    std::fs::write(&file, spec("Fix the README", "true")).expect("write spec");
+    assert_eq!(apply(&fixture.url, &file).len(), 2);
+    let output = run(&fixture.url, &["changesets", "list", "--batch-change", "readme-fix", "--json"], None);
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert!(listed.iter().all(|changeset| changeset["reconcilerState"] == "scheduled"), "{listed:?}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!((fixture.emulator.pull_request_count("acme", "app"), fixture.emulator.pull_request_count("acme", "api")), (0, 0));
+    let status = run(&fixture.url, &["batch", "status", "readme-fix", "--json"], None);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("JSON");
+    assert_eq!(status["changesets"]["scheduled"], 2, "{status}");
+}
+
+#[test]
+fn bad_rollout_windows_stop_the_server_with_the_reason() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let windows = root.path().join("windows.yaml");
+    std::fs::write(&windows, "- rate: 10/day\n").expect("write windows");
+    let output = flotilla()
+        .args(["server", "--listen", "127.0.0.1:0", "--data-dir", root.path().join("data").to_str().expect("utf-8"), "--rollout-windows", windows.to_str().expect("utf-8")])
+        .output()
+        .expect("run flotilla");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("windows.yaml: rollout window 1: rate \"10/day\" is not"), "{stderr}");
+}
+
+/// Seconds since the epoch of an RFC 3339 UTC time (`2026-12-02T10:00:00Z`), for comparing.
+fn epoch_seconds(text: &str) -> i64 {
+    let field = |range: std::ops::Range<usize>| -> i64 { text.get(range).and_then(|part| part.parse().ok()).unwrap_or_else(|| panic!("not RFC 3339: {text}")) };
+    let (year, month, day) = (field(0..4), field(5..7), field(8..10));
+    let (year, month) = if month <= 2 { (year - 1, month + 12) } else { (year, month) };
+    let days = 365 * year + year / 4 - year / 100 + year / 400 + (153 * (month - 3) + 2) / 5 + day;
+    days * 86_400 + field(11..13) * 3600 + field(14..16) * 60 + field(17..19)
 }

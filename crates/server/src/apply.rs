@@ -49,9 +49,26 @@ pub fn capabilities(kind: CodeHostKind) -> HostCapabilities {
 
 /// The plan's view of a stored changeset spec.
 pub fn spec_view(spec: &ChangesetSpec) -> SpecView {
-    let desired = match &spec.published {
-        Some(serde_json::Value::Bool(true)) => Desired::Published,
-        Some(serde_json::Value::String(text)) if text == "draft" => Desired::Draft,
+    spec_view_with(spec, None)
+}
+
+/// Whether the spec's changeset template sets `published` for this changeset; if it does, a
+/// person cannot choose (Sourcegraph refuses a UI publish then).
+pub fn spec_sets_published(spec: &ChangesetSpec) -> bool {
+    spec.published.as_ref().is_some_and(|published| !published.is_null())
+}
+
+/// The plan's view of a changeset's spec, where a person's choice (`ui_publication_state`,
+/// from a bulk publish) counts when the spec leaves `published` unset.
+pub fn spec_view_with(spec: &ChangesetSpec, ui_publication_state: Option<&str>) -> SpecView {
+    let desired = match (&spec.published, ui_publication_state) {
+        (Some(serde_json::Value::Bool(true)), _) => Desired::Published,
+        (Some(serde_json::Value::String(text)), _) if text == "draft" => Desired::Draft,
+        (published, Some(ui)) if published.as_ref().is_none_or(serde_json::Value::is_null) => match ui {
+            "PUBLISHED" => Desired::Published,
+            "DRAFT" => Desired::Draft,
+            _ => Desired::Unpublished,
+        },
         _ => Desired::Unpublished,
     };
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -162,14 +179,15 @@ async fn decide(state: &SharedState, row: &BatchSpecRow) -> ApiResult<Decided> {
     let mut problems = Vec::new();
     for rewiring in rewire(&spec_keys, &changeset_keys) {
         let (repository_id, head_ref, action, view) = match &rewiring {
-            Rewiring::Create { spec } => (spec.repository_id, spec.head_ref.clone(), "create", ChangesetView { external: External::Unpublished, previous: None, current: Some(spec_view(spec)) }),
+            Rewiring::Create { spec } => (spec.repository_id, spec.head_ref.clone(), "create", ChangesetView { external: External::Unpublished, previous: None, current: Some(spec_view(spec)), closing: false }),
             Rewiring::Continue { changeset, spec } => {
                 let previous = changeset.previous_spec_id.and_then(|id| applied_specs.get(&id)).map(spec_view);
-                (changeset.repository_id, spec.head_ref.clone(), "continue", ChangesetView { external: external(changeset), previous, current: Some(spec_view(spec)) })
+                let current = spec_view_with(spec, changeset.ui_publication_state.as_deref());
+                (changeset.repository_id, spec.head_ref.clone(), "continue", ChangesetView { external: external(changeset), previous, current: Some(current), closing: changeset.closing })
             }
             Rewiring::Retire { changeset } => {
                 let applied = changeset.current_spec_id.or(changeset.previous_spec_id).and_then(|id| applied_specs.get(&id));
-                (changeset.repository_id, applied.and_then(|spec| spec.head_ref.clone()), "retire", ChangesetView { external: external(changeset), previous: applied.map(spec_view), current: None })
+                (changeset.repository_id, applied.and_then(|spec| spec.head_ref.clone()), "retire", ChangesetView { external: external(changeset), previous: applied.map(spec_view), current: None, closing: changeset.closing })
             }
         };
         let (repository, kind) = describe(repository_id);
@@ -232,7 +250,7 @@ async fn apply(State(state): State<SharedState>, headers: HeaderMap, Path(id): P
                 .await?
         }
     };
-    state.store.record_apply(batch_change.id, &decided.created, &decided.continued, &decided.retired, now).await?;
+    state.store.record_apply(batch_change.id, &decided.created, &decided.continued, &decided.retired, state.reconciler_entry(), now).await?;
     state
         .store
         .update_batch_change(
@@ -249,7 +267,7 @@ async fn apply(State(state): State<SharedState>, headers: HeaderMap, Path(id): P
         .await?;
     state.store.set_batch_spec_batch_change(row.id, Some(batch_change.id), now).await?;
     crate::audit::record(&state, caller.user.id, "batch_change.apply", "batch_change", &spec.name, serde_json::json!({ "batchSpec": row.rand_id })).await?;
-    state.reconcile_requested.notify_waiters();
+    state.changesets_were_sent();
     crate::webhooks::emit(&state, crate::webhooks::Event {
         event: "batch_change.apply".into(),
         batch_change: Some(spec.name.clone()),
@@ -267,7 +285,7 @@ struct NamespaceQuery {
 }
 
 /// The batch change `name` in the namespace the query names (the caller's own by default).
-async fn find_batch_change(state: &SharedState, caller: &flotilla_store::AuthenticatedToken, name: &str, namespace: Option<&str>) -> ApiResult<BatchChange> {
+pub(crate) async fn find_batch_change(state: &SharedState, caller: &flotilla_store::AuthenticatedToken, name: &str, namespace: Option<&str>) -> ApiResult<BatchChange> {
     let namespace = match namespace {
         None => Namespace::User(caller.user.id),
         Some(namespace) if namespace == caller.user.username => Namespace::User(caller.user.id),
@@ -315,7 +333,7 @@ async fn close(
             after = Some(last.id);
             closing.extend(page.iter().filter(|changeset| !changeset.archived && changeset.detached_at.is_none()).map(|changeset| changeset.id));
         }
-        state.store.record_apply(batch_change.id, &[], &[], &closing, now).await?;
+        state.store.record_apply(batch_change.id, &[], &[], &closing, flotilla_store::ReconcilerEntry::Queued, now).await?;
         state.reconcile_requested.notify_waiters();
     }
     state
@@ -411,7 +429,7 @@ async fn list_changesets(State(state): State<SharedState>, headers: HeaderMap, P
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct BulkRequest {
-    /// comment, merge, close, retry or detach.
+    /// publish, comment, merge, close, retry or detach.
     action: String,
     /// The changesets to act on (ids from the list); all of the batch change's when absent.
     #[serde(default)]
@@ -422,6 +440,9 @@ struct BulkRequest {
     /// Squash when merging.
     #[serde(default)]
     squash: bool,
+    /// Publish as drafts, for `publish`.
+    #[serde(default)]
+    draft: bool,
 }
 
 /// What a bulk operation did, per changeset.
@@ -436,8 +457,9 @@ struct BulkOutcome {
 }
 
 /// Bulk operations on a selection of a batch change's changesets, with Sourcegraph's
-/// availability rules: comment and merge need an open pull request, close an open or draft
-/// one, retry a failed changeset, detach one no spec produces any more.
+/// availability rules: publish needs a changeset whose spec leaves `published` unset (and goes
+/// through the rollout schedule), comment and merge need an open pull request, close an open
+/// or draft one, retry a failed changeset, detach one no spec produces any more.
 async fn bulk(
     State(state): State<SharedState>,
     headers: HeaderMap,
@@ -448,8 +470,8 @@ async fn bulk(
     let caller = authenticate(&state, &headers).await?;
     let batch_change = find_batch_change(&state, &caller, &name, query.namespace.as_deref()).await?;
     crate::access::require_can_administer_batch_change(&state, &caller, &batch_change).await?;
-    if !matches!(request.action.as_str(), "comment" | "merge" | "close" | "retry" | "detach") {
-        return Err(ApiError::bad_request(format!("unknown bulk action {:?}: use comment, merge, close, retry or detach", request.action)));
+    if !matches!(request.action.as_str(), "publish" | "comment" | "merge" | "close" | "retry" | "detach") {
+        return Err(ApiError::bad_request(format!("unknown bulk action {:?}: use publish, comment, merge, close, retry or detach", request.action)));
     }
     let body = match (request.action.as_str(), request.body.as_deref().map(str::trim)) {
         ("comment", Some(body)) if !body.is_empty() => body.to_owned(),
@@ -466,13 +488,30 @@ async fn bulk(
     }
     let names = crate::access::RepositoryVisibility::for_caller(&state, &caller).await?.readable_names(&state, changesets.iter().map(|changeset| changeset.repository_id)).await?;
     let now = Clock::now_ms();
+    let specs: HashMap<ChangesetSpecId, ChangesetSpec> = if request.action == "publish" {
+        let ids: Vec<ChangesetSpecId> = changesets.iter().filter_map(|changeset| changeset.current_spec_id).collect();
+        let mut specs = HashMap::new();
+        for chunk in ids.chunks(1000) {
+            specs.extend(state.store.get_changeset_specs(chunk).await?.into_iter().map(|spec| (spec.id, spec)));
+        }
+        specs
+    } else {
+        HashMap::new()
+    };
     let mut outcomes = Vec::new();
-    let (mut to_close, mut to_retry) = (Vec::new(), Vec::new());
+    let (mut to_close, mut to_retry, mut to_publish) = (Vec::new(), Vec::new(), Vec::new());
     for changeset in changesets {
         let Some(repository_name) = names.get(&changeset.repository_id).cloned() else { continue };
         let open = matches!(changeset.external_state.as_deref(), Some("OPEN" | "DRAFT"));
         let skip = |reason: &str| BulkOutcome { id: changeset.id.0, repository: repository_name.clone(), outcome: "skipped".into(), message: Some(reason.to_owned()) };
         let outcome = match request.action.as_str() {
+            "publish" => match publish_refusal(&changeset, changeset.current_spec_id.and_then(|id| specs.get(&id)), request.draft) {
+                Some(reason) => skip(reason),
+                None => {
+                    to_publish.push(changeset.id);
+                    BulkOutcome { id: changeset.id.0, repository: repository_name.clone(), outcome: "done".into(), message: None }
+                }
+            },
             "close" if open || changeset.external_state.as_deref() == Some("PUSHED") => {
                 to_close.push(changeset.id);
                 BulkOutcome { id: changeset.id.0, repository: repository_name.clone(), outcome: "done".into(), message: None }
@@ -501,12 +540,45 @@ async fn bulk(
         };
         outcomes.push(outcome);
     }
+    if !to_retry.is_empty() {
+        state.store.record_apply(batch_change.id, &[], &to_retry, &[], flotilla_store::ReconcilerEntry::Queued, now).await?;
+    }
+    if !to_close.is_empty() {
+        state.store.mark_changesets_closing(&to_close, now).await?;
+    }
     if !to_close.is_empty() || !to_retry.is_empty() {
-        state.store.record_apply(batch_change.id, &[], &to_retry, &to_close, now).await?;
         state.reconcile_requested.notify_waiters();
+    }
+    if !to_publish.is_empty() {
+        let chosen = if request.draft { "DRAFT" } else { "PUBLISHED" };
+        state.store.set_ui_publication_state(&to_publish, chosen, state.reconciler_entry(), now).await?;
+        state.changesets_were_sent();
     }
     crate::audit::record(&state, caller.user.id, &format!("changesets.{}", request.action), "batch_change", &name, serde_json::json!({ "changesets": outcomes.len() })).await?;
     Ok(Json(outcomes))
+}
+
+/// Why a changeset cannot be published (as a draft when `draft`) by a person, if it cannot:
+/// Sourcegraph's rules (the spec decides when it sets `published`; imported and archived
+/// changesets are not the batch change's to publish; nothing goes back to being a draft).
+fn publish_refusal(changeset: &Changeset, spec: Option<&ChangesetSpec>, draft: bool) -> Option<&'static str> {
+    let Some(spec) = spec else { return Some("no spec of the batch change produces it any more") };
+    if changeset.archived {
+        return Some("archived");
+    }
+    if spec.kind == flotilla_store::ChangesetSpecKind::Existing {
+        return Some("an imported changeset is not published by the batch change");
+    }
+    if spec_sets_published(spec) {
+        return Some("cannot publish a changeset that has a published value set in its changesetTemplate: change `published` in the spec and apply it");
+    }
+    match (external(changeset), draft) {
+        (External::Unpublished, _) => None,
+        (External::Draft, false) => None,
+        (External::Draft, true) => Some("already a draft"),
+        (_, true) => Some("already published: a published pull request cannot become a draft"),
+        (_, false) => Some("already published"),
+    }
 }
 
 /// A comment or merge on one pull request, now.

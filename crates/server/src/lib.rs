@@ -35,8 +35,10 @@ pub mod reconciler;
 pub mod reconciler_plan;
 pub mod passwords;
 pub mod resolution;
+pub mod rollout;
 pub mod secrets;
 pub mod secrets_crypto;
+pub mod statistics;
 pub mod tokens;
 pub mod webhooks;
 
@@ -84,6 +86,9 @@ pub struct ServerConfig {
     pub changeset_sync_interval: Duration,
     /// Where events (apply, close, publish, errors) are sent.
     pub webhooks: webhooks::WebhookConfig,
+    /// When and how fast changesets reach the code hosts; `None` sends them at once (see
+    /// `rollout`).
+    pub rollout_windows: Option<Vec<rollout::RolloutWindow>>,
 }
 
 impl ServerConfig {
@@ -104,6 +109,7 @@ impl ServerConfig {
             webhooks: webhooks::WebhookConfig::default(),
             changeset_sync_interval: Duration::from_secs(60),
             reconciler_workers: 4,
+            rollout_windows: None,
         }
     }
 
@@ -122,6 +128,8 @@ pub struct AppState {
     pub resolution_requested: Notify,
     /// Woken when an apply queued changesets for the reconciler.
     pub reconcile_requested: Notify,
+    /// Wakes the rollout scheduler when changesets were scheduled.
+    pub schedule_requested: Notify,
     /// Woken when a mirror sync is requested.
     pub sync_requested: Notify,
     /// One lock per repository, so a background sync and a requested one never clone or
@@ -142,6 +150,18 @@ pub struct AppState {
 pub type SharedState = Arc<AppState>;
 
 impl AppState {
+    /// Where changesets an apply or a bulk publish touches go: the rollout schedule when
+    /// windows are configured, else straight to the reconciler.
+    pub fn reconciler_entry(&self) -> flotilla_store::ReconcilerEntry {
+        if self.config.rollout_windows.is_some() { flotilla_store::ReconcilerEntry::Scheduled } else { flotilla_store::ReconcilerEntry::Queued }
+    }
+
+    /// Wakes whoever works on changesets just sent by [`AppState::reconciler_entry`].
+    pub fn changesets_were_sent(&self) {
+        self.reconcile_requested.notify_waiters();
+        self.schedule_requested.notify_waiters();
+    }
+
     /// Tells idle dequeues that jobs were queued (and forgets the cached routing keys).
     pub fn jobs_were_queued(&self) {
         self.dequeue_caches.jobs_queued();
@@ -194,6 +214,7 @@ pub async fn start(config: ServerConfig, store: Store) -> anyhow::Result<Running
         resolution_requested: Notify::new(),
         sync_requested: Notify::new(),
         reconcile_requested: Notify::new(),
+        schedule_requested: Notify::new(),
         job_durations: metrics::JobDurations::default(),
         trees: resolution::TreeCache::default(),
         forges: forges::Forges::default(),
@@ -211,6 +232,7 @@ pub async fn start(config: ServerConfig, store: Store) -> anyhow::Result<Running
         .merge(code_host_credentials::router(state.clone()))
         .merge(tokens::router(state.clone()))
         .merge(apply::router(state.clone()))
+        .merge(statistics::router(state.clone()))
         .merge(executor_api::router(state.clone()));
     let serve_shutdown = shutdown.clone();
     tasks.spawn(async move {
@@ -225,6 +247,7 @@ pub async fn start(config: ServerConfig, store: Store) -> anyhow::Result<Running
         tasks.spawn(reconciler::run_worker(state.clone(), shutdown.clone()));
     }
     tasks.spawn(reconciler::run_sync_worker(state.clone(), shutdown.clone()));
+    tasks.spawn(rollout::run_scheduler(state.clone(), shutdown.clone()));
     tasks.spawn(janitor::run(state.clone(), shutdown.clone()));
     Ok(RunningServer { address, state, shutdown, tasks })
 }

@@ -17,7 +17,7 @@ use flotilla_store::{Changeset, ChangesetSpec, Clock, ReconcileOutcome};
 use tokio_util::sync::CancellationToken;
 
 use crate::SharedState;
-use crate::apply::{capabilities, external, spec_view};
+use crate::apply::{capabilities, external, spec_view, spec_view_with};
 use crate::mirrors::mirror_path;
 use crate::reconciler_plan::{ChangesetView, Operation, plan};
 
@@ -114,7 +114,12 @@ async fn try_reconcile(state: &SharedState, changeset: &Changeset) -> Result<Rec
     };
     let repository = state.store.get_repository(changeset.repository_id).await.map_err(store_error)?;
     let host = state.store.get_code_host(repository.code_host_id).await.map_err(store_error)?;
-    let view = ChangesetView { external: external(changeset), previous: previous.as_ref().map(spec_view), current: current.as_ref().map(spec_view) };
+    let view = ChangesetView {
+        external: external(changeset),
+        previous: previous.as_ref().map(spec_view),
+        current: current.as_ref().map(|spec| spec_view_with(spec, changeset.ui_publication_state.as_deref())),
+        closing: changeset.closing,
+    };
     let host_capabilities = capabilities(host.kind);
     let operations = plan(&view, host_capabilities).map_err(Failure::Final)?;
     let mut outcome = ReconcileOutcome { reconciler_state: "completed".into(), ..ReconcileOutcome::default() };

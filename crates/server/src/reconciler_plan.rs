@@ -99,6 +99,8 @@ pub struct ChangesetView {
     pub previous: Option<SpecView>,
     /// The spec it should reach; `None` once no spec of the batch change produces it.
     pub current: Option<SpecView>,
+    /// A person asked to close it (bulk close): close it and do nothing else.
+    pub closing: bool,
 }
 
 /// What the code host can do.
@@ -120,6 +122,12 @@ impl HostCapabilities {
 /// The operations that take `changeset` where its current spec wants it, in order. An error
 /// says why the spec cannot be applied as asked (and what to change).
 pub fn plan(changeset: &ChangesetView, host: HostCapabilities) -> Result<Vec<Operation>, String> {
+    if changeset.closing {
+        return Ok(match changeset.external {
+            External::Draft | External::Open | External::Pushed => vec![Operation::Close],
+            External::Unpublished | External::Closed | External::Merged => Vec::new(),
+        });
+    }
     let Some(current) = &changeset.current else {
         // An imported pull request is not the batch change's to close: it is let go.
         if changeset.previous.as_ref().is_some_and(|previous| previous.imported) {
@@ -228,7 +236,7 @@ mod tests {
     }
 
     fn changeset(external: External, previous: Option<SpecView>, current: Option<SpecView>) -> ChangesetView {
-        ChangesetView { external, previous, current }
+        ChangesetView { external, previous, current, closing: false }
     }
 
     /// (case, changeset, host, expected operations)
@@ -260,6 +268,10 @@ mod tests {
             ("imported: tracked once", changeset(External::Unpublished, None, Some(SpecView { imported: true, ..spec(Desired::Unpublished) })), HostCapabilities::FORGE, vec![Import]),
             ("imported, no longer in the spec: let go, not closed", changeset(External::Open, Some(SpecView { imported: true, ..spec(Desired::Unpublished) }), None), HostCapabilities::FORGE, vec![Detach]),
             ("imported and tracked: nothing", changeset(External::Open, None, Some(SpecView { imported: true, ..spec(Desired::Unpublished) })), HostCapabilities::FORGE, vec![]),
+            ("bulk close of an open pull request: close only", ChangesetView { closing: true, ..changeset(External::Open, Some(published.clone()), Some(published.clone())) }, HostCapabilities::FORGE, vec![Close]),
+            ("bulk close of a draft: close only", ChangesetView { closing: true, ..changeset(External::Draft, Some(draft.clone()), Some(draft.clone())) }, HostCapabilities::FORGE, vec![Close]),
+            ("bulk close of a pushed branch: delete it", ChangesetView { closing: true, ..changeset(External::Pushed, Some(published.clone()), Some(published.clone())) }, HostCapabilities::GIT, vec![Close]),
+            ("bulk close of a merged one: nothing", ChangesetView { closing: true, ..changeset(External::Merged, Some(published.clone()), Some(published.clone())) }, HostCapabilities::FORGE, vec![]),
             ("after a crash between push and publish the plan is the same", changeset(External::Unpublished, Some(published.clone()), Some(published)), HostCapabilities::FORGE, vec![Push, Publish]),
         ]
     }

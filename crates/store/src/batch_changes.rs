@@ -10,6 +10,7 @@ use sqlx::AssertSqlSafe;
 
 use crate::Store;
 use crate::backend::{BULK_INSERT_ROWS, values_rows};
+use crate::changeset_history::{ReconcilerEntry, record_event_if_changed};
 use crate::error::StoreError;
 use crate::ids::{
     BatchChangeId, BatchSpecId, ChangesetId, ChangesetSpecId, OrgId, RepositoryId, UserId,
@@ -525,6 +526,7 @@ impl Store {
             .bind(now_ms)
             .execute(&mut **tx)
             .await?;
+            record_event_if_changed!(tx, changeset_id, now_ms);
             Ok(())
         })
     }
@@ -539,6 +541,7 @@ impl Store {
         created: &[(RepositoryId, ChangesetSpecId)],
         continued: &[(ChangesetId, ChangesetSpecId)],
         retired: &[ChangesetId],
+        entry: ReconcilerEntry,
         now_ms: i64,
     ) -> Result<(), StoreError> {
         write_transaction!(self, tx, dialect => {
@@ -546,13 +549,14 @@ impl Store {
                 let changeset_id = sqlx::query_scalar::<_, ChangesetId>(
                     "INSERT INTO changesets (repository_id, batch_change_ids, owned_by_batch_change_id, current_spec_id, \
                      publication_state, reconciler_state, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, 'UNPUBLISHED', 'queued', $5, $5) RETURNING id",
+                     VALUES ($1, $2, $3, $4, 'UNPUBLISHED', $6, $5, $5) RETURNING id",
                 )
                 .bind(*repository_id)
                 .bind(serde_json::to_string(&[batch_change_id])?)
                 .bind(batch_change_id)
                 .bind(*spec_id)
                 .bind(now_ms)
+                .bind(entry.as_str())
                 .fetch_one(&mut **tx)
                 .await?;
                 sqlx::query("INSERT INTO changeset_batch_changes (changeset_id, batch_change_id) VALUES ($1, $2)")
@@ -563,22 +567,24 @@ impl Store {
             }
             for (changeset_id, spec_id) in continued {
                 sqlx::query(
-                    "UPDATE changesets SET current_spec_id = $2, reconciler_state = 'queued', failure_message = NULL, \
+                    "UPDATE changesets SET current_spec_id = $2, reconciler_state = $4, failure_message = NULL, \
                      num_failures = 0, process_after = NULL, updated_at = $3 WHERE id = $1",
                 )
                 .bind(*changeset_id)
                 .bind(*spec_id)
                 .bind(now_ms)
+                .bind(entry.as_str())
                 .execute(&mut **tx)
                 .await?;
             }
             for changeset_id in retired {
                 sqlx::query(
-                    "UPDATE changesets SET current_spec_id = NULL, reconciler_state = 'queued', failure_message = NULL, \
+                    "UPDATE changesets SET current_spec_id = NULL, reconciler_state = $3, failure_message = NULL, \
                      num_failures = 0, process_after = NULL, updated_at = $2 WHERE id = $1",
                 )
                 .bind(*changeset_id)
                 .bind(now_ms)
+                .bind(entry.as_str())
                 .execute(&mut **tx)
                 .await?;
             }
@@ -620,6 +626,7 @@ impl Store {
                  detached_at = CASE WHEN $9 THEN $10 ELSE detached_at END, \
                  external_id = COALESCE($11, external_id), external_url = COALESCE($12, external_url), \
                  previous_spec_id = CASE WHEN $2 = 'completed' THEN current_spec_id ELSE previous_spec_id END, \
+                 closing = CASE WHEN $2 = 'completed' THEN FALSE ELSE closing END, \
                  updated_at = $10 WHERE id = $1",
             )
             .bind(changeset_id)
@@ -636,6 +643,7 @@ impl Store {
             .bind(outcome.external_url.clone())
             .execute(&mut **tx)
             .await?;
+            record_event_if_changed!(tx, changeset_id, now_ms);
             Ok(())
         })
     }

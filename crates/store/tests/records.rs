@@ -946,7 +946,7 @@ async fn batch_specs_resolution_and_changesets(store: Store) {
         ("completed", "PUBLISHED", Some(spec_ids[0]), Some("refs/heads/batch/x"))
     );
     store
-        .record_apply(batch_change.id, &[(repository.id, spec_ids[0])], &[(first.id, spec_ids[0])], &[other.id], 130)
+        .record_apply(batch_change.id, &[(repository.id, spec_ids[0])], &[(first.id, spec_ids[0])], &[other.id], flotilla_store::ReconcilerEntry::Queued, 130)
         .await
         .expect("record apply");
     let listed = store.list_changesets_for_batch_change(batch_change.id, None, 10).await.expect("list");
@@ -966,6 +966,61 @@ async fn batch_specs_resolution_and_changesets(store: Store) {
         .expect("errored");
     let retried = store.get_changeset(next.id).await.expect("get");
     assert_eq!((retried.num_failures, retried.failure_message.as_deref(), retried.process_after), (1, Some("host down"), Some(500)));
+
+    // History: each change of a published changeset's state is one event; repeats are not.
+    let tracked = store.next_changeset_to_reconcile(600).await.expect("next").expect("queued");
+    store
+        .finish_reconciling(
+            tracked.id,
+            &ReconcileOutcome { reconciler_state: String::from("completed"), publication_state: Some(String::from("PUBLISHED")), external_state: Some(String::from("OPEN")), ..ReconcileOutcome::default() },
+            601,
+        )
+        .await
+        .expect("opened");
+    store.record_changeset_sync(tracked.id, "OPEN", "PENDING", "UNKNOWN", 602).await.expect("sync");
+    store.record_changeset_sync(tracked.id, "OPEN", "PENDING", "PASSED", 603).await.expect("same states, new check");
+    store.record_changeset_sync(tracked.id, "OPEN", "APPROVED", "PASSED", 604).await.expect("approved");
+    store.record_changeset_sync(tracked.id, "MERGED", "APPROVED", "PASSED", 605).await.expect("merged");
+    let events = store.changeset_events_for_batch_change(batch_change.id).await.expect("events");
+    let history: Vec<(String, Option<String>, i64)> = events.iter().filter(|event| event.changeset_id == tracked.id).map(|event| (event.external_state.clone(), event.review_state.clone(), event.at)).collect();
+    assert_eq!(
+        history,
+        vec![
+            (String::from("OPEN"), None, 601),
+            (String::from("OPEN"), Some(String::from("PENDING")), 602),
+            (String::from("OPEN"), Some(String::from("APPROVED")), 604),
+            (String::from("MERGED"), Some(String::from("APPROVED")), 605),
+        ]
+    );
+    let counts = store.changeset_state_counts(batch_change.id).await.expect("counts");
+    let merged = counts.iter().find(|group| group.external_state.as_deref() == Some("MERGED")).expect("a merged group");
+    assert_eq!((merged.count, merged.reconciler_state.as_str(), merged.failing), (1, "completed", false));
+    assert_eq!(counts.iter().map(|group| group.count).sum::<i64>(), 3);
+    assert!(counts.iter().any(|group| group.failing && group.reconciler_state == "queued"), "the failed one waits for a retry: {counts:?}");
+
+    // Rollout: scheduled changesets are released oldest first, a few at a time.
+    let ids: Vec<ChangesetId> = store.list_changesets_for_batch_change(batch_change.id, None, 10).await.expect("list").iter().map(|changeset| changeset.id).collect();
+    store.set_ui_publication_state(&ids[..2], "DRAFT", flotilla_store::ReconcilerEntry::Scheduled, 700).await.expect("schedule");
+    assert_eq!(store.scheduled_changeset_order(10).await.expect("order"), ids[..2].to_vec());
+    assert_eq!(store.release_scheduled_changesets(1, 701).await.expect("release"), 1);
+    assert_eq!(store.scheduled_changeset_order(10).await.expect("order"), ids[1..2].to_vec());
+    let released = store.get_changeset(ids[0]).await.expect("get");
+    assert_eq!((released.reconciler_state.as_str(), released.ui_publication_state.as_deref()), ("queued", Some("DRAFT")));
+    assert_eq!(store.release_scheduled_changesets(5, 702).await.expect("release"), 1);
+    assert_eq!(store.release_scheduled_changesets(5, 703).await.expect("release"), 0);
+
+    // A bulk close marks the changeset closing until the reconciler has closed it.
+    store.mark_changesets_closing(&ids[..1], 800).await.expect("closing");
+    let closing = store.get_changeset(ids[0]).await.expect("get");
+    assert!(closing.closing && closing.reconciler_state == "queued");
+    while let Some(taken) = store.next_changeset_to_reconcile(801).await.expect("next") {
+        assert!(taken.id != ids[0] || taken.closing, "the reconciler sees the request to close");
+        store
+            .finish_reconciling(taken.id, &ReconcileOutcome { reconciler_state: String::from("completed"), ..ReconcileOutcome::default() }, 802)
+            .await
+            .expect("closed");
+    }
+    assert!(!store.get_changeset(ids[0]).await.expect("get").closing, "done closing");
 }
 
 async fn step_cache_round_trips(store: Store) {

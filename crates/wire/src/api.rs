@@ -284,3 +284,54 @@ pub struct ChangesetInfo {
     #[serde(default)]
     pub check_state: Option<String>,
 }
+
+/// A batch change's changesets counted by the state a person sees (Sourcegraph's
+/// `ChangesetsStats`). Archived changesets are counted only under `archived`, not in `total`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangesetStatistics {
+    pub total: i64,
+    pub unpublished: i64,
+    /// Waiting in the rollout schedule.
+    pub scheduled: i64,
+    /// Queued for or being worked on by the reconciler.
+    pub processing: i64,
+    /// Failed, waiting to be retried.
+    pub retrying: i64,
+    pub failed: i64,
+    pub draft: i64,
+    pub open: i64,
+    pub merged: i64,
+    pub closed: i64,
+    pub archived: i64,
+    /// Merged and closed as a share of all, 0–100.
+    pub percent_complete: f64,
+    /// Every changeset is merged or closed.
+    pub is_completed: bool,
+}
+
+/// The changesets' states at one moment (one point of the burndown chart).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BurndownPoint {
+    /// Milliseconds since the Unix epoch.
+    pub at: i64,
+    /// Published changesets at that moment.
+    pub total: i64,
+    pub open: i64,
+    pub draft: i64,
+    pub merged: i64,
+    pub closed: i64,
+    pub open_approved: i64,
+    pub open_changes_requested: i64,
+    pub open_pending: i64,
+}
+
+/// `GET /api/v1/batch-changes/{name}/statistics`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchChangeStatistics {
+    pub changesets: ChangesetStatistics,
+    /// Counts over time, oldest first.
+    pub burndown: Vec<BurndownPoint>,
+}

@@ -24,6 +24,7 @@ pub fn run(arguments: Cli) -> anyhow::Result<ExitCode> {
         Command::Batch(BatchCommand::Apply(apply)) => runtime()?.block_on(remote::apply(apply)),
         Command::Batch(BatchCommand::Close(close)) => runtime()?.block_on(remote::close(close)),
         Command::Batch(BatchCommand::Delete(delete)) => runtime()?.block_on(remote::delete(delete)),
+        Command::Batch(BatchCommand::Status(status)) => runtime()?.block_on(remote::status(status)),
         Command::Changesets(ChangesetsCommand::List(list)) => runtime()?.block_on(remote::list_changesets(list)),
         Command::Changesets(ChangesetsCommand::Bulk(bulk)) => runtime()?.block_on(remote::bulk(bulk)),
         Command::Up(up) => runtime()?.block_on(up::up(up)),

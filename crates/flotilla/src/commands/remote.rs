@@ -4,10 +4,10 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use flotilla_wire::api::{ApplyPlan, BatchSpecStatus, ChangesetInfo, ChangesetSpecInfo, ChangesetSpecPage, CreateBatchSpec, UploadedMountFile, WorkspaceInfo, WorkspacePage};
+use flotilla_wire::api::{ApplyPlan, BatchChangeStatistics, BatchSpecStatus, ChangesetInfo, ChangesetSpecInfo, ChangesetSpecPage, CreateBatchSpec, UploadedMountFile, WorkspaceInfo, WorkspacePage};
 
 use super::batch::read_spec_source;
-use crate::cli::{ApplyArgs, ChangesetsBulkArgs, ChangesetsListArgs, CloseArgs, DeleteArgs, PreviewArgs, RemoteArgs, RepositoriesArgs};
+use crate::cli::{ApplyArgs, ChangesetsBulkArgs, ChangesetsListArgs, CloseArgs, DeleteArgs, PreviewArgs, RemoteArgs, RepositoriesArgs, StatusArgs};
 use crate::client::Client;
 
 /// Uploads the spec after validating it locally (so errors show with the file's name).
@@ -372,7 +372,7 @@ pub async fn delete(arguments: DeleteArgs) -> anyhow::Result<ExitCode> {
 pub async fn bulk(arguments: ChangesetsBulkArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(arguments.connection.url.clone(), arguments.connection.token.clone())?;
     let path = format!("/api/v1/batch-changes/{}/changesets/bulk{}", arguments.batch_change, namespace_query(&arguments.namespace));
-    let mut request = serde_json::json!({ "action": arguments.action, "squash": arguments.squash });
+    let mut request = serde_json::json!({ "action": arguments.action, "squash": arguments.squash, "draft": arguments.draft });
     if !arguments.ids.is_empty() {
         request["changesetIds"] = serde_json::json!(arguments.ids);
     }
@@ -390,4 +390,59 @@ pub async fn bulk(arguments: ChangesetsBulkArgs) -> anyhow::Result<ExitCode> {
     }
     let failed = outcomes.iter().any(|outcome| outcome["outcome"] == "failed");
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+pub async fn status(arguments: StatusArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(arguments.connection.url.clone(), arguments.connection.token.clone())?;
+    let mut path = format!("/api/v1/batch-changes/{}/statistics?points={}", arguments.name, arguments.points);
+    if let Some(namespace) = &arguments.namespace {
+        path.push_str(&format!("&namespace={namespace}"));
+    }
+    let statistics: BatchChangeStatistics = client.get(&path).await?;
+    if arguments.json {
+        println!("{}", serde_json::to_string_pretty(&statistics)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let counts = &statistics.changesets;
+    println!("{}: {} changesets, {}% complete{}", arguments.name, counts.total, counts.percent_complete, if counts.is_completed { " (all merged or closed)" } else { "" });
+    println!(
+        "  open {}  draft {}  merged {}  closed {}  unpublished {}  scheduled {}  processing {}  retrying {}  failed {}  archived {}",
+        counts.open, counts.draft, counts.merged, counts.closed, counts.unpublished, counts.scheduled, counts.processing, counts.retrying, counts.failed, counts.archived
+    );
+    if statistics.burndown.iter().any(|point| point.total > 0) {
+        println!("Burndown (UTC)          open  draft  merged  closed");
+        for point in &statistics.burndown {
+            println!("  {}  {:>5}  {:>5}  {:>6}  {:>6}", utc_minute(point.at), point.open, point.draft, point.merged, point.closed);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `YYYY-MM-DD HH:MM` (UTC) for milliseconds since the epoch (Howard Hinnant's civil-from-days).
+fn utc_minute(at_ms: i64) -> String {
+    let seconds = at_ms.div_euclid(1000);
+    let (days, of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    let shifted = days + 719_468;
+    let era = shifted.div_euclid(146_097);
+    let day_of_era = shifted.rem_euclid(146_097);
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}", of_day / 3600, of_day % 3600 / 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc_minute;
+
+    #[test]
+    fn times_print_as_utc_calendar_minutes() {
+        assert_eq!(utc_minute(0), "1970-01-01 00:00");
+        assert_eq!(utc_minute(1_795_996_800_000 + 9 * 3_600_000 + 5 * 60_000 + 59_000), "2026-11-30 09:05");
+        assert_eq!(utc_minute(951_782_400_000), "2000-02-29 00:00");
+        assert_eq!(utc_minute(-86_400_000), "1969-12-31 00:00");
+    }
 }

@@ -31,7 +31,7 @@ pub async fn up(arguments: UpArgs) -> anyhow::Result<ExitCode> {
     let data_dir = arguments.data_dir.clone().unwrap_or_else(default_data_dir);
     let secret_key = load_or_create_secret_key(&data_dir)?;
     let mut config = ServerConfig::new(arguments.listen, data_dir.clone(), secret_key);
-    arguments.policy.apply(&mut config);
+    arguments.policy.apply(&mut config)?;
     let store = open_store(&config).await?;
     let credentials = bootstrap(&store, arguments.admin_token.as_deref(), arguments.executor_token.as_deref()).await?;
     let server = start(config, store).await?;
@@ -96,7 +96,7 @@ pub async fn server(arguments: ServerArgs) -> anyhow::Result<ExitCode> {
     let mut config = ServerConfig::new(arguments.listen, data_dir, secret_key);
     config.database_url = arguments.database_url.clone();
     config.stalled_after = std::time::Duration::from_secs(arguments.heartbeat_timeout.max(1));
-    arguments.policy.apply(&mut config);
+    arguments.policy.apply(&mut config)?;
     let store = open_store(&config).await?;
     let credentials = bootstrap(&store, arguments.admin_token.as_deref(), arguments.executor_token.as_deref()).await?;
     let server = start(config, store).await?;
