@@ -118,12 +118,42 @@ pub enum BenchCommand {
     ///   flotilla bench resolution --repositories 10000
     #[command(verbatim_doc_comment)]
     Resolution(BenchResolutionArgs),
+    /// A whole batch change at scale: N generated repositories on a local code host, a real
+    /// server process and E executor processes (process runtime), one spec that edits a file
+    /// in each, applied with every branch pushed. Reports each phase (mirroring, resolution,
+    /// execution with p50/p95 per workspace, changeset spec ingestion, publishing), the
+    /// server's peak memory and CPU per workspace, and the API's p99 while the run goes on.
+    ///
+    /// Examples:
+    ///   flotilla bench e2e --repositories 1000
+    ///   flotilla bench e2e --repositories 45000 --executors 2 --concurrency 4
+    #[command(verbatim_doc_comment)]
+    E2e(BenchE2eArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct BenchResolutionArgs {
     #[arg(long, default_value_t = 10_000)]
     pub repositories: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchE2eArgs {
+    /// Repositories to generate (each becomes one workspace and one changeset).
+    #[arg(long, default_value_t = 1000)]
+    pub repositories: usize,
+    /// Executor processes.
+    #[arg(long, default_value_t = 2)]
+    pub executors: usize,
+    /// Jobs each executor runs at once.
+    #[arg(long, default_value_t = 2)]
+    pub concurrency: usize,
+    /// `postgres://...` to run the server on PostgreSQL (a database you can throw away).
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// Keep the generated repositories, data and logs (their folder is printed).
+    #[arg(long)]
+    pub keep: bool,
 }
 
 #[derive(Debug, Args)]

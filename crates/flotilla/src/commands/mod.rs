@@ -2,6 +2,7 @@
 
 mod batch;
 mod bench;
+mod bench_e2e;
 mod codehost;
 mod remote;
 mod repos;
@@ -30,6 +31,7 @@ pub fn run(arguments: Cli) -> anyhow::Result<ExitCode> {
         Command::Up(up) => runtime()?.block_on(up::up(up)),
         Command::Bench(BenchCommand::Queue(queue)) => runtime()?.block_on(bench::queue(queue)),
         Command::Bench(BenchCommand::Resolution(resolution)) => runtime()?.block_on(bench::resolution(resolution)),
+        Command::Bench(BenchCommand::E2e(e2e)) => runtime()?.block_on(bench_e2e::e2e(e2e)),
         Command::Server(server) => runtime()?.block_on(up::server(server)),
         Command::Executor(executor) => runtime()?.block_on(up::executor(executor)),
         Command::Codehost(CodehostCommand::Add(add)) => runtime()?.block_on(codehost::add(add)),
