@@ -30,8 +30,8 @@ fn run(url: &str, arguments: &[&str], stdin: Option<&str>) -> std::process::Outp
     child.wait_with_output().expect("wait")
 }
 
-/// Every repository but docs gets a README fix; web and cli are published as drafts (or as
-/// `drafts` says).
+/// Every repository but docs gets a README fix; cli is published as a draft, web as `web` says,
+/// the others for real.
 fn spec(title: &str, web: &str) -> String {
     format!(
         "name: readme-fix\non:\n  - repositoriesMatchingQuery: repo:^gitea\\.example/acme/\nsteps:\n  - run: |\n      if [ \"${{{{ repository.name }}}}\" != \"{HOST}/acme/docs\" ]; then echo fixed >> README.md; fi\n    container: alpine:3\nchangesetTemplate:\n  title: {title}\n  body: Fixes the README of ${{{{ repository.name }}}}\n  branch: batch/readme-fix\n  commit:\n    message: Fix the README\n  published:\n    - \"*\": true\n    - {HOST}/acme/web: {web}\n    - {HOST}/acme/cli: draft\n"
