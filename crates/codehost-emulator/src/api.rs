@@ -52,7 +52,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/_emulator/repos/{owner}/{repo}/pulls/{number}/close", post(admin_close))
         .route("/_emulator/repos/{owner}/{repo}/pulls/{number}/reviews", post(admin_review))
         .route("/_emulator/repos/{owner}/{repo}/commits/{reference}/check-runs", post(admin_check_run));
-    api.merge(crate::gitlab::router(shared.clone())).merge(git).merge(admin).with_state(shared)
+    api.merge(crate::gitlab::router(shared.clone())).merge(crate::gitea::router(shared.clone())).merge(git).merge(admin).with_state(shared)
 }
 
 /// GitHub's error body.

@@ -8,6 +8,7 @@
 
 pub mod budget;
 pub mod error;
+pub mod gitea;
 pub mod github;
 pub mod gitlab;
 mod transport;
@@ -18,6 +19,7 @@ use std::pin::Pin;
 
 pub use budget::{RateLimitBudget, RateLimitHeaders, RetryPolicy};
 pub use error::{CodeHostError, PermanentKind};
+pub use gitea::{Gitea, GiteaConfig};
 pub use github::{GitHub, GitHubConfig};
 pub use gitlab::{GitLab, GitLabConfig};
 pub use types::{

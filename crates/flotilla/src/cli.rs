@@ -534,6 +534,7 @@ pub enum CodehostCommand {
     ///   flotilla codehost add --kind git --name local --path /srv/git
     ///   flotilla codehost add --kind git-urls --name mirror --urls https://example.com/a.git,https://example.com/b.git
     ///   printf %s "$TOKEN" | flotilla codehost add --kind git-urls --name private --urls https://example.com/c.git --token-stdin
+    ///   printf %s "$TOKEN" | flotilla codehost add --kind gitea --api-url https://codeberg.org/api/v1 --org acme --token-stdin
     #[command(verbatim_doc_comment)]
     Add(CodehostAddArgs),
     /// List code host connections (those whose repositories you may read).
@@ -621,16 +622,17 @@ pub struct CodehostRestrictArgs {
 
 #[derive(Debug, Args)]
 pub struct CodehostAddArgs {
-    /// `git` (a folder of git repositories), `git-urls` (a list of clone URLs), `github` or
-    /// `gitlab`.
+    /// `git` (a folder of git repositories), `git-urls` (a list of clone URLs), `github`,
+    /// `gitlab` or `gitea` (also for Forgejo: `forgejo` is the same kind).
     #[arg(long)]
     pub kind: String,
     /// Prefix of the repositories' names: every repository becomes NAME/<path> (for github,
     /// NAME/owner/repo; NAME defaults to the API's host without `api.`, e.g. github.com).
     #[arg(long)]
     pub name: Option<String>,
-    /// For forges: the API's base URL, e.g. https://api.github.com or https://HOST/api/v3
-    /// (`--url` is the Flotilla server's own).
+    /// For forges: the API's base URL, e.g. https://api.github.com, https://HOST/api/v3,
+    /// https://gitlab.com/api/v4 or https://HOST/api/v1 for Gitea and Forgejo (`--url` is the
+    /// Flotilla server's own).
     #[arg(long, value_name = "URL")]
     pub api_url: Option<String>,
     /// For forges: mirror every repository of this organisation...

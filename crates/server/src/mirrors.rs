@@ -105,7 +105,7 @@ async fn discover(state: &SharedState, code_host: &CodeHost) -> anyhow::Result<V
                 .map(|url| (format!("{}/{}", code_host.name, name_from_url(url)), url.to_owned()))
                 .collect())
         }
-        CodeHostKind::Github | CodeHostKind::Gitlab => {
+        CodeHostKind::Github | CodeHostKind::Gitlab | CodeHostKind::Gitea => {
             let adapter = state.forges.adapter(state, code_host).map_err(anyhow::Error::msg)?;
             let selection = crate::forges::selection(code_host).map_err(anyhow::Error::msg)?;
             let repositories = adapter.list_repositories(&selection).await.map_err(|error| anyhow::anyhow!("listing the repositories of {}: {error}", code_host.name))?;

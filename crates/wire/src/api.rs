@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateCodeHost {
-    /// `git-directory`, `git-urls` or `github`.
+    /// `git-directory`, `git-urls`, `github`, `gitlab` or `gitea` (`forgejo` is the same kind).
     pub kind: String,
     pub name: String,
     /// For `git-directory`: the folder whose git repositories are mirrored.
@@ -15,7 +15,7 @@ pub struct CreateCodeHost {
     /// For `git-urls`: the clone URLs.
     #[serde(default)]
     pub urls: Vec<String>,
-    /// For forges (`github`): the API's base URL, e.g. https://api.github.com.
+    /// For forges: the API's base URL, e.g. https://api.github.com or https://HOST/api/v1 (Gitea).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// For forges: mirror every repository of this organisation...
