@@ -1,7 +1,8 @@
 //! TEST SUPPORT ONLY — never used by the product. A code host emulator speaking the subsets of
-//! GitHub's REST API and (under `/api/v4`) GitLab's REST API v4 that `flotilla-codehost` uses,
-//! so adapters, the reconciler and the end-to-end tests run against real HTTP with real state on
-//! a machine where no forge runs. Both API faces share one state (see `gitlab`).
+//! GitHub's REST API, (under `/api/v4`) GitLab's REST API v4 and (under `/rest/api/1.0`)
+//! Bitbucket Server's REST API 1.0 that `flotilla-codehost` uses, so adapters, the reconciler
+//! and the end-to-end tests run against real HTTP with real state on a machine where no forge
+//! runs. All API faces share one state (see `gitlab` and `bitbucket`).
 //!
 //! It keeps GitHub's documented behaviour where the adapter depends on it: status codes, error
 //! bodies (`{"message", "documentation_url"}`, 422 with `errors`), `Link` pagination,
@@ -16,6 +17,7 @@
 //! user (`emulator`) behind every token.
 
 mod api;
+mod bitbucket;
 pub mod git;
 mod gitlab;
 pub mod state;
