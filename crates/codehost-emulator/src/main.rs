@@ -1,4 +1,4 @@
-//! `flotilla-codehost-emulator --listen ADDR --repos DIR [--token T]...`: the GitHub and GitLab
+//! `flotilla-codehost-emulator --listen ADDR --repos DIR [--token T]...`: the GitHub, GitLab and Bitbucket Server
 //! emulator as a process, for manual runs and benchmarks. TEST SUPPORT ONLY.
 
 use std::net::SocketAddr;

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateCodeHost {
-    /// `git-directory`, `git-urls` or `github`.
+    /// `git-directory`, `git-urls`, `github`, `gitlab` or `bitbucket-server`.
     pub kind: String,
     pub name: String,
     /// For `git-directory`: the folder whose git repositories are mirrored.
