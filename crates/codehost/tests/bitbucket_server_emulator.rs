@@ -289,3 +289,52 @@ async fn project_listings_follow_the_paged_envelope() {
     let error = bitbucket.list_repositories(&RepositorySelection::Organization("NONE".into())).await.expect_err("no such project");
     assert!(error.to_string().contains("Project NONE does not exist."), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_that_loses_a_race_with_a_person_is_loaded_and_applied_again() {
+    let emulator = emulator_with(&[("PROJ", "widgets")]).await;
+    let bitbucket = std::sync::Arc::new(adapter(&emulator));
+    let repository = RepositoryRef::new("PROJ", "widgets");
+    let hosted = bitbucket.get_repository(&repository).await.expect("repository");
+    push_branch(&hosted.clone_url, "topic").await;
+    let request =
+        ChangesetRequest { repository: repository.clone(), base_ref: "main".into(), head_ref: "topic".into(), title: "Topic".into(), body: String::new(), draft: false };
+    let opened = bitbucket.create_changeset(&request).await.expect("opened");
+    let faults_before = emulator.stats().faults_served;
+
+    // The adapter's load goes at once; its PUT is held back while a person edits the pull request.
+    emulator.inject_faults(Fault::Slow { millis: 0 }, 1);
+    emulator.inject_faults(Fault::Slow { millis: 500 }, 1);
+    let updating = {
+        let (bitbucket, repository) = (bitbucket.clone(), repository.clone());
+        tokio::spawn(async move {
+            let update = ChangesetUpdate { body: Some("Described by the batch change".into()), ..ChangesetUpdate::default() };
+            bitbucket.update_changeset(&repository, opened.number, &update).await
+        })
+    };
+    while emulator.stats().faults_served < faults_before + 2 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let path = format!("/rest/api/1.0/projects/PROJ/repos/widgets/pull-requests/{}", opened.number);
+    let (status, _) = raw(&emulator, reqwest::Method::PUT, &path, Some(json!({"version": 0, "title": "Renamed by a person"}))).await;
+    assert_eq!(status, 200);
+
+    let updated = updating.await.expect("task").expect("updated after loading again");
+    assert_eq!((updated.title.as_str(), updated.body.as_str()), ("Renamed by a person", "Described by the batch change"));
+    let (_, current) = raw(&emulator, reqwest::Method::GET, &path, None).await;
+    assert_eq!(current["version"], 2, "the person's edit, then the adapter's");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_token_bucket_is_waited_out_through_retry_after() {
+    let emulator = emulator_with(&[("PROJ", "widgets")]).await;
+    let bitbucket = adapter(&emulator);
+    let repository = RepositoryRef::new("PROJ", "widgets");
+    emulator.set_rate_limit(Some(flotilla_codehost_emulator::RateLimitConfig { limit: 3, period_secs: 1 }));
+    // Each read is two requests (the repository, its default branch): the bucket runs dry.
+    for _ in 0..4 {
+        bitbucket.get_repository(&repository).await.expect("every read succeeds, after waiting when throttled");
+    }
+    assert!(emulator.stats().rate_limit_rejections >= 1, "the limit was reached: {:?}", emulator.stats());
+    assert!(emulator.stats().rate_limit_rejections <= 3, "each 429 blocked the adapter until Retry-After: {:?}", emulator.stats());
+}
