@@ -52,7 +52,12 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/_emulator/repos/{owner}/{repo}/pulls/{number}/close", post(admin_close))
         .route("/_emulator/repos/{owner}/{repo}/pulls/{number}/reviews", post(admin_review))
         .route("/_emulator/repos/{owner}/{repo}/commits/{reference}/check-runs", post(admin_check_run));
-    api.merge(crate::gitlab::router(shared.clone())).merge(crate::gitea::router(shared.clone())).merge(git).merge(admin).with_state(shared)
+    api.merge(crate::gitlab::router(shared.clone()))
+        .merge(crate::gitea::router(shared.clone()))
+        .merge(crate::bitbucket::router(shared.clone()))
+        .merge(git)
+        .merge(admin)
+        .with_state(shared)
 }
 
 /// GitHub's error body.
@@ -613,11 +618,11 @@ fn no_cache(content_type: &'static str, body: impl Into<Body>) -> Response {
 }
 
 #[derive(Debug, Deserialize)]
-struct ServiceQuery {
+pub(crate) struct ServiceQuery {
     service: Option<String>,
 }
 
-async fn git_info_refs(State(shared): SharedState, Path((owner, repo)): Path<(String, String)>, Query(query): Query<ServiceQuery>, headers: HeaderMap) -> Response {
+pub(crate) async fn git_info_refs(State(shared): SharedState, Path((owner, repo)): Path<(String, String)>, Query(query): Query<ServiceQuery>, headers: HeaderMap) -> Response {
     let git_dir = match git_repository(&shared, &headers, &owner, &repo) {
         Ok(git_dir) => git_dir,
         Err(response) => return response,
@@ -654,7 +659,7 @@ async fn request_bytes(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Respo
     Ok(bytes)
 }
 
-async fn git_upload_pack(State(shared): SharedState, Path((owner, repo)): Path<(String, String)>, headers: HeaderMap, body: Body) -> Response {
+pub(crate) async fn git_upload_pack(State(shared): SharedState, Path((owner, repo)): Path<(String, String)>, headers: HeaderMap, body: Body) -> Response {
     let git_dir = match git_repository(&shared, &headers, &owner, &repo) {
         Ok(git_dir) => git_dir,
         Err(response) => return response,
@@ -670,7 +675,7 @@ async fn git_upload_pack(State(shared): SharedState, Path((owner, repo)): Path<(
     }
 }
 
-async fn git_receive_pack(State(shared): SharedState, Path((owner, repo)): Path<(String, String)>, headers: HeaderMap, body: Body) -> Response {
+pub(crate) async fn git_receive_pack(State(shared): SharedState, Path((owner, repo)): Path<(String, String)>, headers: HeaderMap, body: Body) -> Response {
     let git_dir = match git_repository(&shared, &headers, &owner, &repo) {
         Ok(git_dir) => git_dir,
         Err(response) => return response,

@@ -1,8 +1,9 @@
 //! TEST SUPPORT ONLY — never used by the product. A code host emulator speaking the subsets of
-//! GitHub's REST API, (under `/api/v4`) GitLab's REST API v4 and (under `/api/v1`) Gitea's REST
-//! API v1 that `flotilla-codehost` uses, so adapters, the reconciler and the end-to-end tests run
-//! against real HTTP with real state on a machine where no forge runs. All API faces share one
-//! state (see `gitlab` and `gitea`).
+//! GitHub's REST API, (under `/api/v4`) GitLab's REST API v4, (under `/api/v1`) Gitea's REST
+//! API v1 and (under `/rest/api/1.0`) Bitbucket Server's REST API 1.0 that `flotilla-codehost`
+//! uses, so adapters, the reconciler and the end-to-end tests run against real HTTP with real
+//! state on a machine where no forge runs. All API faces share one state (see `gitlab`,
+//! `gitea` and `bitbucket`).
 //!
 //! It keeps GitHub's documented behaviour where the adapter depends on it: status codes, error
 //! bodies (`{"message", "documentation_url"}`, 422 with `errors`), `Link` pagination,
@@ -17,6 +18,7 @@
 //! user (`emulator`) behind every token.
 
 mod api;
+mod bitbucket;
 pub mod git;
 mod gitea;
 mod gitlab;

@@ -6,6 +6,7 @@
 //! [`RateLimitBudget`] per credential, so everything the server does on a host shares the pace
 //! the host allows. Errors say whether retrying can help ([`CodeHostError`]).
 
+pub mod bitbucket_server;
 pub mod budget;
 pub mod error;
 pub mod gitea;
@@ -17,6 +18,7 @@ pub mod types;
 use std::future::Future;
 use std::pin::Pin;
 
+pub use bitbucket_server::{BitbucketServer, BitbucketServerConfig};
 pub use budget::{RateLimitBudget, RateLimitHeaders, RetryPolicy};
 pub use error::{CodeHostError, PermanentKind};
 pub use gitea::{Gitea, GiteaConfig};

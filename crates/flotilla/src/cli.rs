@@ -535,6 +535,7 @@ pub enum CodehostCommand {
     ///   flotilla codehost add --kind git-urls --name mirror --urls https://example.com/a.git,https://example.com/b.git
     ///   printf %s "$TOKEN" | flotilla codehost add --kind git-urls --name private --urls https://example.com/c.git --token-stdin
     ///   printf %s "$TOKEN" | flotilla codehost add --kind gitea --api-url https://codeberg.org/api/v1 --org acme --token-stdin
+    ///   printf %s "$TOKEN" | flotilla codehost add --kind bitbucket-server --api-url https://bitbucket.example.com --org PROJ --token-stdin --username alice
     #[command(verbatim_doc_comment)]
     Add(CodehostAddArgs),
     /// List code host connections (those whose repositories you may read).
@@ -581,8 +582,9 @@ pub enum CodehostCredentialCommand {
 pub struct CodehostCredentialSetArgs {
     /// The code host connection's name (see `flotilla codehost list`).
     pub name: String,
-    /// The account the token belongs to, for hosts that need one (Bitbucket Server); by
-    /// default `x-access-token` (`oauth2` for GitLab).
+    /// The account the token belongs to, for hosts that need one; by default `x-access-token`
+    /// (`oauth2` for GitLab; on Bitbucket Server the token is then sent as Bearer, which
+    /// project and repository tokens need, and a personal token may name its owner here).
     #[arg(long)]
     pub username: Option<String>,
     /// Your own credential rather than the connection's.
@@ -623,7 +625,8 @@ pub struct CodehostRestrictArgs {
 #[derive(Debug, Args)]
 pub struct CodehostAddArgs {
     /// `git` (a folder of git repositories), `git-urls` (a list of clone URLs), `github`,
-    /// `gitlab` or `gitea` (also for Forgejo: `forgejo` is the same kind).
+    /// `gitlab`, `gitea` (also for Forgejo: `forgejo` is the same kind) or `bitbucket-server`
+    /// (Bitbucket Server / Data Center).
     #[arg(long)]
     pub kind: String,
     /// Prefix of the repositories' names: every repository becomes NAME/<path> (for github,
@@ -631,14 +634,15 @@ pub struct CodehostAddArgs {
     #[arg(long)]
     pub name: Option<String>,
     /// For forges: the API's base URL, e.g. https://api.github.com, https://HOST/api/v3,
-    /// https://gitlab.com/api/v4 or https://HOST/api/v1 for Gitea and Forgejo (`--url` is the
-    /// Flotilla server's own).
+    /// https://gitlab.com/api/v4, https://HOST/api/v1 for Gitea and Forgejo, or the server's root
+    /// https://HOST for Bitbucket Server (`--url` is the Flotilla server's own).
     #[arg(long, value_name = "URL")]
     pub api_url: Option<String>,
-    /// For forges: mirror every repository of this organisation...
+    /// For forges: mirror every repository of this organisation (a GitLab group, a
+    /// Bitbucket project key)...
     #[arg(long, value_name = "ORG", conflicts_with = "repos")]
     pub org: Option<String>,
-    /// ...or exactly these repositories.
+    /// ...or exactly these repositories (`PROJECT/slug` on Bitbucket).
     #[arg(long, value_name = "OWNER/NAME", value_delimiter = ',')]
     pub repos: Vec<String>,
     /// For `--kind git`: the folder on the server whose repositories are mirrored.
@@ -651,7 +655,8 @@ pub struct CodehostAddArgs {
     /// clone and fetch).
     #[arg(long)]
     pub token_stdin: bool,
-    /// With --token-stdin: the account the token belongs to, if the host needs one.
+    /// With --token-stdin: the account the token belongs to, if the host needs one (a
+    /// Bitbucket Server personal token over git; leave it out for project tokens).
     #[arg(long, requires = "token_stdin")]
     pub username: Option<String>,
     #[command(flatten)]

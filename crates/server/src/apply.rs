@@ -42,7 +42,6 @@ pub fn router(state: SharedState) -> Router {
 pub fn capabilities(kind: CodeHostKind) -> HostCapabilities {
     match kind {
         CodeHostKind::GitDirectory | CodeHostKind::GitUrls => HostCapabilities::GIT,
-        CodeHostKind::BitbucketServer => HostCapabilities::FORGE_WITHOUT_DRAFTS,
         _ => HostCapabilities::FORGE,
     }
 }

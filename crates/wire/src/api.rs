@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateCodeHost {
-    /// `git-directory`, `git-urls`, `github`, `gitlab` or `gitea` (`forgejo` is the same kind).
+    /// `git-directory`, `git-urls`, `github`, `gitlab`, `gitea` (`forgejo` is the same kind) or
+    /// `bitbucket-server`.
     pub kind: String,
     pub name: String,
     /// For `git-directory`: the folder whose git repositories are mirrored.

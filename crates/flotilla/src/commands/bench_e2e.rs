@@ -45,6 +45,8 @@ impl Drop for Children {
 struct ProcessSample {
     resident_bytes: u64,
     cpu_seconds: f64,
+    /// CPU of the child processes it waited for (git serving fetches and pushing branches).
+    children_cpu_seconds: f64,
 }
 
 fn sample_process(pid: u32) -> Option<ProcessSample> {
@@ -53,8 +55,10 @@ fn sample_process(pid: u32) -> Option<ProcessSample> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces) start after the last ')'.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(ProcessSample { resident_bytes: resident_kib * 1024, cpu_seconds: ticks as f64 / 100.0 })
+    let field = |index: usize| fields.get(index).and_then(|value| value.parse::<u64>().ok());
+    let ticks = field(11)? + field(12)?;
+    let children_ticks = field(13)? + field(14)?;
+    Some(ProcessSample { resident_bytes: resident_kib * 1024, cpu_seconds: ticks as f64 / 100.0, children_cpu_seconds: children_ticks as f64 / 100.0 })
 }
 
 /// The `q`-quantile of `values` (sorted in place), 0 when empty.
@@ -123,7 +127,7 @@ async fn run(arguments: &BenchE2eArgs, root: &Path) -> anyhow::Result<ExitCode> 
     // Resource sampling and API probing run for the whole benchmark.
     let running = Arc::new(AtomicBool::new(true));
     let peak = Arc::new(Mutex::new(ProcessSample::default()));
-    let cpu_at_start = sample_process(server_pid).unwrap_or_default().cpu_seconds;
+    let at_start = sample_process(server_pid).unwrap_or_default();
     let sampler = {
         let (running, peak) = (running.clone(), peak.clone());
         tokio::spawn(async move {
@@ -132,6 +136,7 @@ async fn run(arguments: &BenchE2eArgs, root: &Path) -> anyhow::Result<ExitCode> 
                     let mut peak = peak.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                     peak.resident_bytes = peak.resident_bytes.max(sample.resident_bytes);
                     peak.cpu_seconds = sample.cpu_seconds;
+                    peak.children_cpu_seconds = sample.children_cpu_seconds;
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
@@ -284,8 +289,14 @@ async fn run(arguments: &BenchE2eArgs, root: &Path) -> anyhow::Result<ExitCode> 
     println!("  {:<48} {total_seconds:>8.1} s", "total (mirroring to the last branch pushed)");
     println!("  first workspace completed after {:.1} s; {:.0} workspaces/min", first_job_at.unwrap_or_default(), repositories as f64 / executed.max(f64::EPSILON) * 60.0);
     println!("  per workspace (executor's start to finish): p50 {:.0} ms, p95 {:.0} ms", quantile(&mut durations, 0.5), quantile(&mut durations, 0.95));
-    let server_cpu = peak.cpu_seconds - cpu_at_start;
-    println!("  server: peak resident memory {:.0} MiB; CPU {server_cpu:.1} s = {:.2} ms per workspace", peak.resident_bytes as f64 / (1 << 20) as f64, server_cpu * 1000.0 / repositories as f64);
+    let server_cpu = peak.cpu_seconds - at_start.cpu_seconds;
+    let git_cpu = peak.children_cpu_seconds - at_start.children_cpu_seconds;
+    println!(
+        "  server: peak resident memory {:.0} MiB; CPU {server_cpu:.1} s = {:.2} ms per workspace, plus {git_cpu:.1} s = {:.2} ms per workspace in its git processes (serving fetches, pushing)",
+        peak.resident_bytes as f64 / (1 << 20) as f64,
+        server_cpu * 1000.0 / repositories as f64,
+        git_cpu * 1000.0 / repositories as f64
+    );
     println!(
         "  API while running (workspace and changeset pages of 50, {} requests): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
         latencies.len(),
