@@ -51,7 +51,9 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/_emulator/repos/{owner}/{repo}/pulls/{number}/merge", post(admin_merge))
         .route("/_emulator/repos/{owner}/{repo}/pulls/{number}/close", post(admin_close))
         .route("/_emulator/repos/{owner}/{repo}/pulls/{number}/reviews", post(admin_review))
-        .route("/_emulator/repos/{owner}/{repo}/commits/{reference}/check-runs", post(admin_check_run));
+        .route("/_emulator/repos/{owner}/{repo}/commits/{reference}/check-runs", post(admin_check_run))
+        .route("/_emulator/hooks", post(crate::webhooks::admin_add).delete(crate::webhooks::admin_clear))
+        .route("/_emulator/hooks/deliveries", get(crate::webhooks::admin_deliveries));
     api.merge(crate::gitlab::router(shared.clone()))
         .merge(crate::gitea::router(shared.clone()))
         .merge(crate::bitbucket::router(shared.clone()))
@@ -190,7 +192,7 @@ fn paginate(shared: &Shared, uri: &Uri, items: Vec<Value>, page: &PageQuery) -> 
     response
 }
 
-fn repository_json(base_url: &str, repository: &crate::state::Repository) -> Value {
+pub(crate) fn repository_json(base_url: &str, repository: &crate::state::Repository) -> Value {
     let full_name = format!("{}/{}", repository.owner, repository.name);
     json!({
         "id": repository.id,
@@ -208,7 +210,7 @@ fn repository_json(base_url: &str, repository: &crate::state::Repository) -> Val
     })
 }
 
-fn pull_json(base_url: &str, repository: &RepositoryState, pull: &PullRequest) -> Value {
+pub(crate) fn pull_json(base_url: &str, repository: &RepositoryState, pull: &PullRequest) -> Value {
     let Some(repo) = &repository.repository else { return Value::Null };
     let full_name = format!("{}/{}", repo.owner, repo.name);
     let branch = |name: &str| {
@@ -387,6 +389,7 @@ async fn create_pull(State(shared): SharedState, Path((owner, repo)): Path<(Stri
     };
     let rendered = pull_json(&shared.base_url, repository, &pull);
     repository.pulls.push(pull);
+    crate::webhooks::announce(&shared, &state, &owner, &repo, Some(number), crate::webhooks::Action::Opened);
     (StatusCode::CREATED, axum::Json(rendered)).into_response()
 }
 
@@ -420,6 +423,7 @@ async fn update_pull(State(shared): SharedState, Path((owner, repo, number)): Pa
             return validation(json!([{"resource": "PullRequest", "code": "custom", "message": format!("A pull request already exists for {owner}:{head}.")}]));
         }
     }
+    let was_open = repository.pulls[index].open;
     let pull = &mut repository.pulls[index];
     if let Some(title) = string_field(&body, "title") {
         pull.title = title;
@@ -437,7 +441,12 @@ async fn update_pull(State(shared): SharedState, Path((owner, repo, number)): Pa
     }
     pull.updated_at = timestamp(SystemTime::now());
     let pull = pull.clone();
-    axum::Json(pull_json(&shared.base_url, repository, &pull)).into_response()
+    let rendered = pull_json(&shared.base_url, repository, &pull);
+    if was_open != pull.open {
+        let action = if pull.open { crate::webhooks::Action::Reopened } else { crate::webhooks::Action::Closed };
+        crate::webhooks::announce(&shared, &state, &owner, &repo, Some(number), action);
+    }
+    axum::Json(rendered).into_response()
 }
 
 /// Merges as GitHub's merge button does (without writing the merge commit; see the crate docs).
@@ -470,6 +479,7 @@ async fn merge_pull(State(shared): SharedState, Path((owner, repo, number)): Pat
     }
     match merge(&mut state, &owner, &repo, number) {
         Ok(()) => {
+            crate::webhooks::announce(&shared, &state, &owner, &repo, Some(number), crate::webhooks::Action::Merged);
             let sha = state
                 .repository(&owner, &repo)
                 .and_then(|repository| {
@@ -747,7 +757,12 @@ async fn admin_stats(State(shared): SharedState) -> Response {
 
 async fn admin_merge(State(shared): SharedState, Path((owner, repo, number)): Path<(String, String, String)>) -> Response {
     let Some(number) = parse_number(&number) else { return not_found() };
-    admin_result(merge(&mut shared.lock(), &owner, &repo, number))
+    let mut state = shared.lock();
+    let merged = merge(&mut state, &owner, &repo, number);
+    if merged.is_ok() {
+        crate::webhooks::announce(&shared, &state, &owner, &repo, Some(number), crate::webhooks::Action::Merged);
+    }
+    admin_result(merged)
 }
 
 async fn admin_close(State(shared): SharedState, Path((owner, repo, number)): Path<(String, String, String)>) -> Response {
@@ -757,6 +772,7 @@ async fn admin_close(State(shared): SharedState, Path((owner, repo, number)): Pa
         Some(pull) => {
             pull.open = false;
             pull.updated_at = timestamp(SystemTime::now());
+            crate::webhooks::announce(&shared, &state, &owner, &repo, Some(number), crate::webhooks::Action::Closed);
             StatusCode::NO_CONTENT.into_response()
         }
         None => not_found(),
@@ -774,7 +790,8 @@ async fn admin_review(State(shared): SharedState, Path((owner, repo, number)): P
     if !repository.pulls.iter().any(|pull| pull.number == number) {
         return not_found();
     }
-    repository.reviews.entry(number).or_default().push(review);
+    repository.reviews.entry(number).or_default().push(review.clone());
+    crate::webhooks::announce(&shared, &state, &owner, &repo, Some(number), crate::webhooks::Action::Reviewed(review));
     StatusCode::NO_CONTENT.into_response()
 }
 
@@ -786,6 +803,7 @@ async fn admin_check_run(State(shared): SharedState, Path((owner, repo, referenc
     let mut state = shared.lock();
     let Some(repository) = state.repository_mut(&owner, &repo) else { return not_found() };
     let Some(sha) = resolve_commit(repository, &reference) else { return not_found() };
-    repository.checks.entry(sha).or_default().push(run);
+    repository.checks.entry(sha.clone()).or_default().push(run.clone());
+    crate::webhooks::announce(&shared, &state, &owner, &repo, None, crate::webhooks::Action::CheckRun { sha, run });
     StatusCode::NO_CONTENT.into_response()
 }

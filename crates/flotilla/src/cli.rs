@@ -558,6 +558,49 @@ pub enum CodehostCommand {
     ///   flotilla codehost credential list
     #[command(subcommand, verbatim_doc_comment)]
     Credential(CodehostCredentialCommand),
+    /// Receive webhooks from a forge connection (site admins): its deliveries then update the
+    /// changesets they name at once instead of at the next sync. The secret is read from
+    /// standard input, stored encrypted and never shown again; the command prints the URL and
+    /// the events to configure on the forge, with the same secret.
+    ///
+    /// Examples:
+    ///   openssl rand -hex 32 | tee /dev/stderr | flotilla codehost webhook set github.com --secret-stdin
+    ///   flotilla codehost webhook delete github.com
+    #[command(subcommand, verbatim_doc_comment)]
+    Webhook(CodehostWebhookCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CodehostWebhookCommand {
+    /// Set the secret the forge signs its deliveries with, and print where it delivers.
+    Set(CodehostWebhookSetArgs),
+    /// Delete the secret; deliveries are refused from then on.
+    Delete(CodehostWebhookNameArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CodehostWebhookSetArgs {
+    /// The code host connection's name (see `flotilla codehost list`).
+    pub name: String,
+    /// Read the secret from standard input (16 to 1024 characters, one line).
+    #[arg(long, required = true)]
+    pub secret_stdin: bool,
+    /// The server's URL as the forge reaches it, for the printed webhook URL (default: --url).
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Print JSON on standard output.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub connection: ServerConnection,
+}
+
+#[derive(Debug, Args)]
+pub struct CodehostWebhookNameArgs {
+    /// The code host connection's name (see `flotilla codehost list`).
+    pub name: String,
+    #[command(flatten)]
+    pub connection: ServerConnection,
 }
 
 #[derive(Debug, Subcommand)]

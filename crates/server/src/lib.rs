@@ -14,7 +14,9 @@
 //! [`apply`] (batch spec → batch change and its changesets), [`reconciler_plan`] (apply's
 //! rewirer and the reconciler's plan, over data alone), [`reconciler`] (the worker that
 //! pushes branches),
-//! [`janitor`] (stalled jobs), [`secrets_crypto`] (tokens and encryption at rest).
+//! [`janitor`] (stalled jobs), [`secrets_crypto`] (tokens and encryption at rest),
+//! [`incoming_webhooks`] (forges' deliveries → immediate changeset syncs) with the pure
+//! [`forge_webhooks`] (signatures and payloads per forge).
 //! Only this crate knows HTTP routing; only `flotilla-store` knows SQL.
 
 pub mod access;
@@ -27,7 +29,9 @@ pub mod changeset_specs;
 pub mod code_host_credentials;
 pub mod error;
 pub mod executor_api;
+pub mod forge_webhooks;
 pub mod forges;
+pub mod incoming_webhooks;
 pub mod janitor;
 pub mod metrics;
 pub mod mirrors;
@@ -233,6 +237,7 @@ pub async fn start(config: ServerConfig, store: Store) -> anyhow::Result<Running
         .merge(tokens::router(state.clone()))
         .merge(apply::router(state.clone()))
         .merge(statistics::router(state.clone()))
+        .merge(incoming_webhooks::router(state.clone()))
         .merge(executor_api::router(state.clone()));
     let serve_shutdown = shutdown.clone();
     tasks.spawn(async move {

@@ -62,6 +62,35 @@ pub struct CodeHostCredentialInfo {
     pub updated_at_ms: i64,
 }
 
+/// A code host connection's incoming webhook secret being set (site admins). Sent once,
+/// stored encrypted, never returned.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SetWebhookSecret {
+    pub secret: String,
+}
+
+impl std::fmt::Debug for SetWebhookSecret {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("SetWebhookSecret").field("secret", &"<redacted>").finish()
+    }
+}
+
+/// Where a code host connection's webhooks are received, without the secret.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookSecretInfo {
+    pub code_host_id: i64,
+    pub code_host: String,
+    pub kind: String,
+    /// The path on this server the forge delivers to (`/api/webhooks/NAME`), to prefix with the
+    /// server's URL as the forge reaches it.
+    pub path: String,
+    /// The events to enable on the forge.
+    pub events: Vec<String>,
+    pub updated_at_ms: i64,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CodeHostInfo {
