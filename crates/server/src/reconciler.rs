@@ -151,6 +151,14 @@ async fn try_reconcile(state: &SharedState, changeset: &Changeset) -> Result<Rec
         match operation {
             Operation::Push => {
                 let spec = current.as_ref().ok_or_else(|| Failure::Final("nothing to push: the changeset has no spec".to_owned()))?;
+                // Pushing to the repository itself when the spec asked for a fork would put the
+                // branch where its author said not to: refuse instead.
+                if spec.fork.as_deref() == Some("true") {
+                    return Err(Failure::Final(
+                        "changesetTemplate.fork is not supported yet: Flotilla pushes branches to the repository itself; remove `fork: true` (the credential then needs push access)"
+                            .to_owned(),
+                    ));
+                }
                 let (branch, commit) = commit_for(&mirror, spec).await?;
                 flotilla_git::push(&mirror, &repository.clone_url, &commit, &branch, options())
                     .await
