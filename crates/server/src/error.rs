@@ -73,3 +73,33 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Turns the framework's own refusals (a body that is not JSON, a missing `Content-Type`, a
+/// field of the wrong type, an unknown route or method), which axum answers in plain text or
+/// with no body, into this API's JSON error shape with status 400 (404 and 405 keep theirs), so
+/// every error a client sees reads the same way. Found by running schemathesis against
+/// docs/openapi.yaml.
+pub async fn json_refusals(response: Response) -> Response {
+    let status = response.status();
+    if !status.is_client_error() {
+        return response;
+    }
+    let plain = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_none_or(|value| value.starts_with("text/plain"));
+    if !plain {
+        return response;
+    }
+    let body = axum::body::to_bytes(response.into_body(), 64 << 10).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&body).trim().to_owned();
+    let (status, message) = match status {
+        StatusCode::NOT_FOUND if text.is_empty() => (status, "no such route; see docs/openapi.yaml for the API".to_owned()),
+        StatusCode::METHOD_NOT_ALLOWED => (status, "this route does not take that method; see docs/openapi.yaml for the API".to_owned()),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE | StatusCode::UNPROCESSABLE_ENTITY => (StatusCode::BAD_REQUEST, text),
+        _ if text.is_empty() => (status, status.canonical_reason().unwrap_or("refused").to_owned()),
+        _ => (status, text),
+    };
+    ApiError { status, message, details: None }.into_response()
+}

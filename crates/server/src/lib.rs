@@ -238,7 +238,8 @@ pub async fn start(config: ServerConfig, store: Store) -> anyhow::Result<Running
         .merge(apply::router(state.clone()))
         .merge(statistics::router(state.clone()))
         .merge(incoming_webhooks::router(state.clone()))
-        .merge(executor_api::router(state.clone()));
+        .merge(executor_api::router(state.clone()))
+        .layer(axum::middleware::map_response(error::json_refusals));
     let serve_shutdown = shutdown.clone();
     tasks.spawn(async move {
         let serving = axum::serve(listener, router).with_graceful_shutdown(async move { serve_shutdown.cancelled().await });
