@@ -333,9 +333,11 @@ fn the_resolution_benchmark_harness_runs_at_a_small_size() {
     let output = flotilla().args(["bench", "resolution", "--repositories", "40"]).stdin(Stdio::null()).output().expect("run bench");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let stdout = String::from_utf8_lossy(&output.stdout);
-    // 40 repositories: all match the name query, one in ten has a go.mod; cold, then warm.
-    assert_eq!(stdout.matches("(repo:^bench/service-00) over 40 repositories: 40 workspaces").count(), 2, "{stdout}");
-    assert_eq!(stdout.matches("over 40 repositories: 4 workspaces").count(), 2, "{stdout}");
+    // 40 repositories: all match the name query, one in ten has a go.mod (found by its name
+    // and by its content); cold, warm, then after a restart with the file index on disk.
+    assert_eq!(stdout.matches("(repo:^bench/service-00) over 40 repositories: 40 workspaces").count(), 3, "{stdout}");
+    assert_eq!(stdout.matches("over 40 repositories: 4 workspaces").count(), 6, "{stdout}");
+    assert_eq!(stdout.matches("content query over every repository (module example.com/service) over 40 repositories: 4 workspaces").count(), 3, "{stdout}");
 }
 
 #[test]

@@ -41,6 +41,7 @@ pub mod passwords;
 pub mod resolution;
 pub mod rollout;
 pub mod secrets;
+pub mod search_index;
 pub mod secrets_crypto;
 pub mod statistics;
 pub mod tokens;
@@ -145,6 +146,8 @@ pub struct AppState {
     pub forges: forges::Forges,
     /// File listings of mirrored commits (see `resolution`).
     pub trees: resolution::TreeCache,
+    /// File contents by blob id, for content queries (see `search_index`).
+    pub blobs: search_index::BlobCache,
     /// Durations of the jobs this process saw finish (for `/metrics`).
     pub job_durations: metrics::JobDurations,
     /// When each executor was last recorded from a dequeue (see `executor_api`).
@@ -221,6 +224,7 @@ pub async fn start(config: ServerConfig, store: Store) -> anyhow::Result<Running
         schedule_requested: Notify::new(),
         job_durations: metrics::JobDurations::default(),
         trees: resolution::TreeCache::default(),
+        blobs: search_index::BlobCache::default(),
         forges: forges::Forges::default(),
         dequeue_caches: executor_api::DequeueCaches::default(),
         mirror_locks: std::sync::Mutex::new(std::collections::HashMap::new()),

@@ -185,6 +185,13 @@ pub async fn sync_repository(state: &SharedState, repository: &Repository) {
         },
         Err(error) => failed(explain_remote_failure(&error, &code_host, credentials.is_some())),
     };
+    // Index the default branch's files now, while the mirror is warm, so that resolution
+    // reads a listing instead of running `git ls-tree` (see `search_index`).
+    if let Some(commit) = &update.head_commit
+        && let Err(error) = state.trees.files(&path, repository.id, commit).await
+    {
+        tracing::warn!(%error, repository = %repository.name, "indexing the mirror's files failed; resolution will list them itself");
+    }
     record(state, repository, &update).await;
 }
 

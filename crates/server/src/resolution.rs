@@ -395,8 +395,17 @@ impl TreeCache {
         if let Some(found) = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner).trees.get(&key) {
             return Ok(found.clone());
         }
-        let commit_id = CommitId::new(commit).map_err(|error| error.to_string())?;
-        let files = std::sync::Arc::new(flotilla_git::list_files(mirror, &commit_id).await.map_err(|error| error.to_string())?);
+        // The listing the syncer wrote next to the mirror, else `git ls-tree` (written back for
+        // the next resolution): see `search_index`.
+        let files = match crate::search_index::read_listing(mirror, commit).await {
+            Some(files) => std::sync::Arc::new(files),
+            None => {
+                let commit_id = CommitId::new(commit).map_err(|error| error.to_string())?;
+                let files = flotilla_git::list_files(mirror, &commit_id).await.map_err(|error| error.to_string())?;
+                crate::search_index::write_listing(mirror, commit, &files).await;
+                std::sync::Arc::new(files)
+            }
+        };
         let mut inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if inner.entries + files.len() > TREE_CACHE_ENTRIES {
             inner.trees.clear();
@@ -443,8 +452,12 @@ impl FileSource for MirrorFiles {
             return Ok(Vec::new());
         };
         let blob_id = entry.blob_id.clone();
+        if let Some(cached) = self.state.blobs.get(&blob_id) {
+            return Ok(cached.as_ref().clone());
+        }
         let reader = self.reader.get_or_insert_with(|| flotilla_git::BlobReader::new(&self.mirror));
-        Ok(self.runtime.block_on(reader.read_blob(&blob_id)).map_err(|error| error.to_string())?.unwrap_or_default())
+        let content = self.runtime.block_on(reader.read_blob(&blob_id)).map_err(|error| error.to_string())?.unwrap_or_default();
+        Ok(self.state.blobs.insert(blob_id, content).as_ref().clone())
     }
 }
 

@@ -234,13 +234,21 @@ pub async fn resolution(arguments: BenchResolutionArgs) -> anyhow::Result<ExitCo
     }
     eprintln!("{} mirrors ready in {:.1} s", arguments.repositories, setup.elapsed().as_secs_f64());
 
-    let server = start(config, store.clone()).await?;
+    let mut server = start(config.clone(), store.clone()).await?;
     let matching_names = arguments.repositories.min(1000);
     let queries = [
         ("repo:^bench/service-00", matching_names, "name-only query (repo:^bench/service-00)"),
         ("file:^go\\.mod$", arguments.repositories.div_ceil(10), "file query over every repository (file:^go\\.mod$)"),
+        ("module example.com/service", arguments.repositories.div_ceil(10), "content query over every repository (module example.com/service)"),
     ];
-    for (round, warmth) in ["cold", "warm"].iter().enumerate() {
+    // Cold: nothing cached or indexed yet. Warm: the same server again. After a restart: a new
+    // server process state (empty memory caches) over mirrors whose file index is on disk, as
+    // after the syncer has indexed them.
+    for (round, warmth) in ["cold", "warm", "after a restart, index on disk"].iter().enumerate() {
+        if round == 2 {
+            server.stop().await;
+            server = start(config.clone(), store.clone()).await?;
+        }
         for (query, expected, label) in &queries {
             let spec_text = format!(
                 "name: bench-resolution\non:\n  - repositoriesMatchingQuery: {query}\nsteps:\n  - run: \"true\"\n    container: alpine:3\nchangesetTemplate:\n  title: t\n  branch: b-${{{{ repository.name }}}}\n  commit:\n    message: m\n"
