@@ -14,7 +14,10 @@
 //! [`apply`] (batch spec → batch change and its changesets), [`reconciler_plan`] (apply's
 //! rewirer and the reconciler's plan, over data alone), [`reconciler`] (the worker that
 //! pushes branches),
-//! [`janitor`] (stalled jobs), [`secrets_crypto`] (tokens and encryption at rest).
+//! [`janitor`] (stalled jobs), [`secrets_crypto`] (tokens and encryption at rest),
+//! [`web_api`], [`templates`] and [`log_stream`] (what the web interface needs: listings,
+//! validation as you type, the template library, live logs as server-sent events); the web
+//! client itself is `flotilla-web`, served for every path no route matches.
 //! Only this crate knows HTTP routing; only `flotilla-store` knows SQL.
 
 pub mod access;
@@ -29,6 +32,7 @@ pub mod error;
 pub mod executor_api;
 pub mod forges;
 pub mod janitor;
+pub mod log_stream;
 pub mod metrics;
 pub mod mirrors;
 pub mod reconciler;
@@ -39,7 +43,9 @@ pub mod rollout;
 pub mod secrets;
 pub mod secrets_crypto;
 pub mod statistics;
+pub mod templates;
 pub mod tokens;
+pub mod web_api;
 pub mod webhooks;
 
 use std::net::SocketAddr;
@@ -145,6 +151,8 @@ pub struct AppState {
     pub job_durations: metrics::JobDurations,
     /// When each executor was last recorded from a dequeue (see `executor_api`).
     pub executors_seen: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+    /// Log writes announced to live log streams (see `log_stream`).
+    pub log_updates: log_stream::LogUpdates,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -180,6 +188,7 @@ pub struct RunningServer {
 impl RunningServer {
     /// Stops serving and waits for the workers to finish.
     pub async fn stop(mut self) {
+        self.state.log_updates.close();
         self.shutdown.cancel();
         while self.tasks.join_next().await.is_some() {}
     }
@@ -221,6 +230,7 @@ pub async fn start(config: ServerConfig, store: Store) -> anyhow::Result<Running
         dequeue_caches: executor_api::DequeueCaches::default(),
         mirror_locks: std::sync::Mutex::new(std::collections::HashMap::new()),
         executors_seen: std::sync::Mutex::new(std::collections::HashMap::new()),
+        log_updates: log_stream::LogUpdates::default(),
     });
     let shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
@@ -233,7 +243,12 @@ pub async fn start(config: ServerConfig, store: Store) -> anyhow::Result<Running
         .merge(tokens::router(state.clone()))
         .merge(apply::router(state.clone()))
         .merge(statistics::router(state.clone()))
-        .merge(executor_api::router(state.clone()));
+        .merge(executor_api::router(state.clone()))
+        .merge(web_api::router(state.clone()))
+        .merge(templates::router(state.clone()))
+        .merge(log_stream::router(state.clone()))
+        // Last: the web interface answers every path no route above matches.
+        .merge(flotilla_web::router());
     let serve_shutdown = shutdown.clone();
     tasks.spawn(async move {
         let serving = axum::serve(listener, router).with_graceful_shutdown(async move { serve_shutdown.cancelled().await });

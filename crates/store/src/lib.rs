@@ -33,6 +33,7 @@ pub mod queue;
 pub mod secrets;
 mod sqlite_queue;
 pub mod step_cache;
+pub mod templates;
 
 pub use backend::{Dialect, Store};
 pub use clock::Clock;
@@ -50,3 +51,4 @@ pub use credentials::*;
 pub use queue::*;
 pub use secrets::*;
 pub use step_cache::*;
+pub use templates::*;
