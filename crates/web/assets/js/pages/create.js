@@ -63,7 +63,7 @@ export async function render(main, params, { me, navigate, toast }) {
   let generation = 0;
   let stopped = false;
 
-  const nameInput = h("input", { name: "name", required: true, pattern: "[A-Za-z0-9_.-]+", autocomplete: "off", spellcheck: "false" });
+  const nameInput = h("input", { name: "name", required: true, pattern: "[A-Za-z0-9_.\\-]+", autocomplete: "off", spellcheck: "false" });
   const namespaceSelect = h("select", { name: "namespace" }, me.namespaces.map((item) => h("option", { value: item.name, selected: item.name === params.namespace }, item.name)));
   const editor = h("textarea", { name: "spec", class: "code", spellcheck: "false", autocomplete: "off", wrap: "off", rows: 24, "aria-describedby": "diagnostics-summary" });
   const gutter = h("pre", { class: "gutter", "aria-hidden": "true" });

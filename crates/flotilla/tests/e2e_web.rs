@@ -1,0 +1,91 @@
+//! The web interface in a real browser: headless Chromium (Debian's `chromium`) driven by
+//! `playwright-core` (`crates/web/browser-tests/flow.mjs`) against the real server, a
+//! process-runtime executor and a folder of git repositories. The flow signs in with a token,
+//! creates a batch change from a template (a validation error shown at its line, one
+//! workspace excluded), runs it, watches a log line arrive live over server-sent events,
+//! previews, applies with publication choices, sees the changesets and bulk-closes them.
+//! Screenshots of each page go to `docs/screenshots/` (the README shows them).
+//!
+//! Node, npm and Chromium must be installed (`.ci/run` installs them); the test fails, never
+//! skips, without them. `npm ci` runs when `node_modules` is missing (the lockfile is committed).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use support::{http_post, make_repository, start_executor, start_server, wait_until};
+
+const ADMIN: &str = "flt_u_web_e2e_admin_token_000000000000000000000000000000000000";
+const EXECUTOR: &str = "flt_e_web_e2e_executor_token_00000000000000000000000000000000";
+
+fn browser_tests() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../web/browser-tests")
+}
+
+fn chromium() -> String {
+    std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned())
+}
+
+/// Node, npm and Chromium, or a failure that says how to install them.
+fn require_tools() {
+    for (tool, install) in [("node", "apt-get install nodejs"), ("npm", "apt-get install npm")] {
+        let found = Command::new(tool).arg("--version").output().is_ok_and(|output| output.status.success());
+        assert!(found, "{tool} is required for the browser tests: {install} (or run .ci/run, which installs it)");
+    }
+    assert!(Path::new(&chromium()).exists(), "Chromium is required for the browser tests: apt-get install chromium (or set CHROMIUM to its path)");
+    let modules = browser_tests().join("node_modules/playwright-core");
+    if !modules.exists() {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--prefer-offline"])
+            .current_dir(browser_tests())
+            .status()
+            .expect("run npm ci");
+        assert!(status.success(), "npm ci failed in {}", browser_tests().display());
+    }
+}
+
+#[test]
+fn the_web_interface_creates_runs_applies_and_closes_a_batch_change() {
+    require_tools();
+    let root = tempfile::tempdir().expect("temp dir");
+    for name in ["alpha", "beta", "gamma"] {
+        make_repository(root.path(), name, &[("README.md", &format!("# {name}\n"))]);
+    }
+    let (_server, url) = start_server(&root.path().join("data"), ADMIN, EXECUTOR, &[]);
+    http_post(&url, ADMIN, "/api/v1/code-hosts", &serde_json::json!({"kind": "git", "name": "local", "path": root.path().join("repos")}).to_string());
+    http_post(&url, ADMIN, "/api/v1/repositories/sync", r#"{"wait": true}"#);
+    let _executor = start_executor(&url, EXECUTOR, "web-e2e", &root.path().join("executor"), "process");
+    wait_until(Duration::from_secs(30), "the executor to register", || {
+        let (status, body) = support::http_request(&url, "GET", "/api/v1/executors", Some(&format!("token {ADMIN}")), None);
+        status == 200 && body.contains("web-e2e")
+    });
+
+    let screenshots = std::env::var_os("FLOTILLA_SCREENSHOTS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots"));
+    let output = Command::new("node")
+        .arg(browser_tests().join("flow.mjs"))
+        .arg(&url)
+        .arg(ADMIN)
+        .arg(&screenshots)
+        .env("CHROMIUM", chromium())
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success() && stdout.contains("BROWSER FLOW PASSED"), "the browser flow failed:\n{stdout}\n{stderr}");
+    for page in ["sign-in", "create", "execution-live-log", "preview", "batch-change", "batch-changes", "admin-executors"] {
+        assert!(screenshots.join(format!("{page}.png")).exists(), "no screenshot of {page}");
+    }
+
+    // What the browser did is what the server has: two changesets, both closed.
+    let (status, body) = support::http_request(&url, "GET", "/api/v1/batch-changes/web-hello/changesets", Some(&format!("token {ADMIN}")), None);
+    assert_eq!(status, 200, "{body}");
+    let changesets: Vec<serde_json::Value> = serde_json::from_str(&body).expect("changesets");
+    let mut repositories: Vec<&str> = changesets.iter().filter_map(|changeset| changeset["repository"].as_str()).collect();
+    repositories.sort_unstable();
+    assert_eq!(repositories, ["local/alpha", "local/beta"], "gamma was excluded in the editor");
+    assert!(changesets.iter().all(|changeset| changeset["externalState"] == "CLOSED"), "{body}");
+}
