@@ -159,6 +159,17 @@ try {
   if ((await page.content()).includes("s3cr3t-value-for-the-web-test")) throw new Error("a secret's value was shown back");
   await shot("admin-secrets");
 
+  step("an admin adds a template, and it is offered on the create page");
+  await page.getByRole("link", { name: "Templates" }).click();
+  await page.getByLabel("Name", { exact: true }).fill("team-readme");
+  await page.getByLabel("Batch spec", { exact: true }).fill(spec.replace("name: web-hello", "name: team-readme"));
+  await page.getByRole("button", { name: "Add template" }).click();
+  await expectText(page.locator("table.data"), "added by an admin");
+  await page.getByRole("link", { name: "Create", exact: true }).click();
+  await page.getByRole("button", { name: /team-readme/ }).click();
+  await expectText(page.locator("#diagnostics-summary"), "The spec is valid");
+  if (!(await page.getByLabel("Batch spec", { exact: true }).inputValue()).includes("name: team-readme")) throw new Error("the added template did not load");
+
   step("sign out");
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.waitForURL(/\/sign-in/);

@@ -22,7 +22,7 @@ let me = null;
 export function navigate(path, { replace = false } = {}) {
   if (replace) history.replaceState(null, "", path);
   else history.pushState(null, "", path);
-  render();
+  render({ moveFocus: !replace });
 }
 
 export function toast(message, kind = "info") {
@@ -65,7 +65,7 @@ function header() {
   fill(account, h("span", { class: "muted" }, `Signed in as ${me.username}`), " ", h("button", { type: "button", class: "link-button", onclick: signOut }, "Sign out"));
 }
 
-async function render() {
+async function render({ moveFocus = false } = {}) {
   if (leave) {
     try {
       leave();
@@ -113,6 +113,9 @@ async function render() {
     if (typeof cleanup === "function") leave = cleanup;
     const heading = main.querySelector("h1");
     if (heading) document.title = `${heading.textContent} · Flotilla`;
+    // A screen reader starts reading the new page, as after a full page load, unless the
+    // page put the focus somewhere itself (the sign-in form, an editor).
+    if (moveFocus && (document.activeElement === document.body || !main.contains(document.activeElement))) main.focus({ preventScroll: false });
   } catch (error) {
     console.error(error);
     fill(main, h("h1", {}, "Something went wrong"), h("p", { class: "error", role: "alert" }, error.message));
@@ -133,5 +136,5 @@ document.addEventListener("click", (event) => {
   navigate(url.pathname + url.search);
 });
 
-window.addEventListener("popstate", render);
+window.addEventListener("popstate", () => render({ moveFocus: true }));
 render();

@@ -197,8 +197,14 @@ export async function render(main, params, { navigate, toast }) {
     if (detail.jobId && !FINAL.has(detail.state)) {
       live.textContent = "Streaming the output live…";
       stream = new EventSource(`/api/v1/jobs/${detail.jobId}/logs/stream`);
+      let counted = false;
       stream.addEventListener("log", (event) => {
         const entry = JSON.parse(event.data);
+        // The job started: the counts above are stale until the next refresh.
+        if (!counted && /^step\./.test(entry.key)) {
+          counted = true;
+          refresh().catch(() => {});
+        }
         const match = /^step\.(\d+)$/.exec(entry.key);
         if (!match) return;
         const section = steps.querySelector(`[data-step="${match[1]}"]`);
