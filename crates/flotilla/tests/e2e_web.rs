@@ -3,7 +3,9 @@
 //! process-runtime executor and a folder of git repositories. The flow signs in with a token,
 //! creates a batch change from a template (a validation error shown at its line, one
 //! workspace excluded), runs it, watches a log line arrive live over server-sent events,
-//! previews, applies with publication choices, sees the changesets and bulk-closes them.
+//! previews, applies with publication choices, sees the changesets and bulk-closes them; then
+//! a user who is not an admin signs in with a password, reads the batch change and is refused
+//! a bulk operation and the executors page.
 //! Screenshots of each page go to `docs/screenshots/` (the README shows them).
 //!
 //! Node, npm and Chromium must be installed (`.ci/run` installs them); the test fails, never
@@ -19,6 +21,7 @@ use support::{http_post, make_repository, start_executor, start_server, wait_unt
 
 const ADMIN: &str = "flt_u_web_e2e_admin_token_000000000000000000000000000000000000";
 const EXECUTOR: &str = "flt_e_web_e2e_executor_token_00000000000000000000000000000000";
+const VIEWER_PASSWORD: &str = "a viewer's password for the web test";
 
 fn browser_tests() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../web/browser-tests")
@@ -56,6 +59,7 @@ fn the_web_interface_creates_runs_applies_and_closes_a_batch_change() {
     let (_server, url) = start_server(&root.path().join("data"), ADMIN, EXECUTOR, &[]);
     http_post(&url, ADMIN, "/api/v1/code-hosts", &serde_json::json!({"kind": "git", "name": "local", "path": root.path().join("repos")}).to_string());
     http_post(&url, ADMIN, "/api/v1/repositories/sync", r#"{"wait": true}"#);
+    http_post(&url, ADMIN, "/api/v1/users", &serde_json::json!({"username": "viewer", "password": VIEWER_PASSWORD}).to_string());
     let _executor = start_executor(&url, EXECUTOR, "web-e2e", &root.path().join("executor"), "process");
     wait_until(Duration::from_secs(30), "the executor to register", || {
         let (status, body) = support::http_request(&url, "GET", "/api/v1/executors", Some(&format!("token {ADMIN}")), None);
@@ -71,6 +75,7 @@ fn the_web_interface_creates_runs_applies_and_closes_a_batch_change() {
         .arg(ADMIN)
         .arg(&screenshots)
         .env("CHROMIUM", chromium())
+        .env("VIEWER_PASSWORD", VIEWER_PASSWORD)
         .output()
         .expect("run node");
     let stdout = String::from_utf8_lossy(&output.stdout);

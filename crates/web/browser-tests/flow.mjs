@@ -11,6 +11,8 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 
 const [url, token, screenshots] = process.argv.slice(2);
+// A second user, who is not a site admin (created by the Rust test).
+const viewerPassword = process.env.VIEWER_PASSWORD || "";
 if (!url || !token || !screenshots) {
   console.error("usage: node flow.mjs URL TOKEN SCREENSHOT_DIR");
   process.exit(2);
@@ -27,7 +29,7 @@ page.setDefaultTimeout(30_000);
 const problems = [];
 page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
 page.on("console", (message) => {
-  if (message.type() === "error" && !/status of 40[19]/.test(message.text())) problems.push(`console error: ${message.text()}`);
+  if (message.type() === "error" && !/status of 40[139]/.test(message.text())) problems.push(`console error: ${message.text()}`);
 });
 page.on("request", (request) => {
   if (!request.url().startsWith(url) && !request.url().startsWith("data:")) problems.push(`request outside the server: ${request.url()}`);
@@ -171,6 +173,23 @@ try {
   if (!(await page.getByLabel("Batch spec", { exact: true }).inputValue()).includes("name: team-readme")) throw new Error("the added template did not load");
 
   step("sign out");
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.waitForURL(/\/sign-in/);
+
+  step("a user who is not an admin reads the batch change but cannot change it");
+  await page.getByLabel("Username", { exact: true }).fill("viewer");
+  await page.getByLabel("Password", { exact: true }).fill(viewerPassword);
+  await page.getByRole("button", { name: "Sign in", exact: true }).click();
+  await page.getByRole("heading", { name: "Batch changes", level: 1 }).waitFor();
+  await page.goto(`${url}/batch-changes/admin/web-hello`);
+  await page.getByRole("heading", { name: /web-hello/, level: 1 }).waitFor();
+  await page.getByLabel("Select every changeset shown", { exact: true }).check();
+  await page.getByLabel("Action", { exact: true }).selectOption("retry");
+  await page.getByRole("button", { name: "Apply to selection" }).click();
+  await page.locator("#toast .toast-error").waitFor();
+  await page.getByRole("link", { name: "Settings", exact: true }).click();
+  await page.getByRole("link", { name: "Executors" }).click();
+  await expectText(page.locator("main"), "Only site admins see the executors.");
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.waitForURL(/\/sign-in/);
   if (problems.length) throw new Error(problems.join("\n"));
