@@ -94,3 +94,13 @@ fn the_web_interface_creates_runs_applies_and_closes_a_batch_change() {
     assert_eq!(repositories, ["local/alpha", "local/beta"], "gamma was excluded in the editor");
     assert!(changesets.iter().all(|changeset| changeset["externalState"] == "CLOSED"), "{body}");
 }
+
+/// The client's pure helpers (excluding a workspace by editing the spec, the changeset state
+/// a person sees, formatting), tested under Node without a browser.
+#[test]
+fn the_client_helpers_edit_specs_and_show_states() {
+    let found = Command::new("node").arg("--version").output().is_ok_and(|output| output.status.success());
+    assert!(found, "node is required for the web client's tests: apt-get install nodejs (or run .ci/run)");
+    let output = Command::new("node").args(["--test", "client.test.mjs"]).current_dir(browser_tests()).output().expect("run node --test");
+    assert!(output.status.success(), "{}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+}

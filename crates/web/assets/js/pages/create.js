@@ -74,13 +74,15 @@ export async function render(main, params, { me, navigate, toast }) {
   const runButton = h("button", { type: "submit", class: "primary", disabled: true }, "Run batch spec");
   let errorLines = new Set();
   let warningLines = new Set();
+  // Line → the messages of its problems, shown when pointing at the marked line number.
+  let messages = new Map();
 
   const drawGutter = () => {
     const count = editor.value.split("\n").length;
     clear(gutter);
     for (let line = 1; line <= count; line++) {
       const kind = errorLines.has(line) ? "error" : warningLines.has(line) ? "warning" : "";
-      gutter.append(h("span", { class: kind ? `gutter-line ${kind}` : "gutter-line" }, String(line)), "\n");
+      gutter.append(h("span", { class: kind ? `gutter-line ${kind}` : "gutter-line", title: messages.get(line) }, String(line)), "\n");
     }
     gutter.scrollTop = editor.scrollTop;
   };
@@ -157,6 +159,8 @@ export async function render(main, params, { me, navigate, toast }) {
       if (mine !== generation || stopped) return;
       errorLines = new Set(result.diagnostics.filter((item) => item.severity === "error").map((item) => item.line));
       warningLines = new Set(result.diagnostics.filter((item) => item.severity === "warning").map((item) => item.line));
+      messages = new Map();
+      for (const item of result.diagnostics) messages.set(item.line, [messages.get(item.line), `${item.severity}: ${item.message}`].filter(Boolean).join("\n"));
       drawGutter();
       fill(
         diagnosticsList,
