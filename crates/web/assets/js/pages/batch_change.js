@@ -81,7 +81,7 @@ export async function render(main, params, { toast, navigate }) {
               { dataset: { repository: changeset.repository } },
               h("td", {}, box),
               h("th", { scope: "row" }, changeset.repository, h("div", { class: "muted small" }, changeset.headRef)),
-              h("td", {}, changeset.externalUrl ? h("a", { href: changeset.externalUrl, rel: "noopener" }, changeset.title) : changeset.title, changeset.failureMessage ? h("div", { class: "error small" }, changeset.failureMessage) : null),
+              h("td", {}, /^https?:\/\//.test(changeset.externalUrl || "") ? h("a", { href: changeset.externalUrl, rel: "noopener" }, changeset.title) : changeset.title, changeset.failureMessage ? h("div", { class: "error small" }, changeset.failureMessage) : null),
               h("td", {}, badge(displayState(changeset))),
               h("td", {}, badge(changeset.publicationState)),
               h("td", {}, badge(changeset.reconcilerState)),
