@@ -38,6 +38,7 @@ pub mod mirrors;
 pub mod reconciler;
 pub mod reconciler_plan;
 pub mod passwords;
+pub mod publication_choices;
 pub mod resolution;
 pub mod rollout;
 pub mod secrets;

@@ -1,6 +1,6 @@
 // Preview and apply: every changeset with the operations apply will perform and its diff,
 // and a publication choice for each changeset whose spec leaves `published` unset. Applying
-// creates or updates the batch change; the choices are then sent as a bulk publish.
+// creates or updates the batch change and records the choices in the same request.
 
 import { enc, get, post, query } from "../api.js";
 import { badge, diffView, field, fill, h, link } from "../dom.js";
@@ -65,17 +65,14 @@ export async function render(main, params, { navigate, toast }) {
   applyButton.addEventListener("click", async () => {
     applyButton.disabled = true;
     try {
-      await post(`${base}/apply`);
-      const chosen = [...choices.entries()].filter(([, value]) => value);
-      if (chosen.length) {
-        const namespaceQuery = query({ namespace: status.namespace });
-        const changesets = await get(`/api/v1/batch-changes/${enc(plan.batchChange)}/changesets${namespaceQuery}`);
-        const idOf = new Map(changesets.map((changeset) => [`${changeset.repository}\n${changeset.headRef}`, changeset.id]));
-        for (const [value, draft] of [["publish", false], ["draft", true]]) {
-          const ids = chosen.filter(([, choice]) => choice === value).map(([key]) => idOf.get(key)).filter((found) => found !== undefined);
-          if (ids.length) await post(`/api/v1/batch-changes/${enc(plan.batchChange)}/changesets/bulk${namespaceQuery}`, { action: "publish", changesetIds: ids, draft });
-        }
-      }
+      // The choices travel with the apply, so the first reconcile already publishes them.
+      const publicationStates = [...choices.entries()]
+        .filter(([, value]) => value)
+        .map(([key, value]) => {
+          const [repository, headRef] = key.split("\n");
+          return { repository, headRef, state: value === "draft" ? "DRAFT" : "PUBLISHED" };
+        });
+      await post(`${base}/apply`, { publicationStates });
       toast(`Applied ${plan.batchChange}.`);
       navigate(`/batch-changes/${enc(status.namespace)}/${enc(plan.batchChange)}`);
     } catch (error) {
