@@ -69,7 +69,7 @@ try {
   // Then the real edit: a step that logs a line, waits, then changes the README.
   const spec = original
     .replace(/^name: .*$/m, "name: web-hello")
-    .replace(/run: .*$/m, 'run: echo "live line from ${{ repository.name }}"; sleep 6; echo "Hello from ${{ repository.name }}" >> README.md');
+    .replace(/run: .*$/m, 'run: echo "live line from ${{ repository.name }}"; sleep 10; echo "Hello from ${{ repository.name }}" >> README.md');
   await editor.fill(spec);
   await expectText(page.locator("#diagnostics-summary"), "The spec is valid");
   await expectText(page.locator("#workspaces tbody"), "local/gamma");

@@ -64,8 +64,22 @@ export async function render(main, params, { toast, navigate }) {
     const visible = shown();
     selectAll.checked = visible.length > 0 && visible.every((changeset) => selected.has(changeset.id));
   };
+  // The table shows a page at a time (a batch change may have thousands of changesets);
+  // filters, search and "select every changeset shown" work on every page.
+  const PAGE_SIZE = 100;
+  let page = 0;
+  const pageInfo = h("span", { class: "muted", "aria-live": "polite" });
+  const previousButton = h("button", { type: "button", onclick: () => { page -= 1; draw(); } }, "Previous page");
+  const nextButton = h("button", { type: "button", onclick: () => { page += 1; draw(); } }, "Next page");
   const draw = () => {
-    const visible = shown();
+    const matching = shown();
+    const pages = Math.max(1, Math.ceil(matching.length / PAGE_SIZE));
+    page = Math.min(Math.max(0, page), pages - 1);
+    const visible = matching.slice(page * PAGE_SIZE, (page + 1) * PAGE_SIZE);
+    pageInfo.textContent = matching.length > PAGE_SIZE ? `Page ${page + 1} of ${pages} (${matching.length} changesets)` : "";
+    previousButton.hidden = nextButton.hidden = pages === 1;
+    previousButton.disabled = page === 0;
+    nextButton.disabled = page >= pages - 1;
     fill(
       tbody,
       visible.length
@@ -101,8 +115,12 @@ export async function render(main, params, { toast, navigate }) {
     }
     draw();
   });
-  stateFilter.addEventListener("change", draw);
-  search.addEventListener("input", draw);
+  const redraw = () => {
+    page = 0;
+    draw();
+  };
+  stateFilter.addEventListener("change", redraw);
+  search.addEventListener("input", redraw);
 
   const bulkForm = h(
     "form",
@@ -196,6 +214,7 @@ export async function render(main, params, { toast, navigate }) {
         ),
         tbody,
       ),
+      h("nav", { class: "pager", "aria-label": "Changeset pages" }, previousButton, pageInfo, nextButton),
     ),
   );
   draw();
