@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use support::{http_post, make_repository, start_executor, start_server, wait_until};
+use support::{http_post, make_repository, start_executor_with, start_server, wait_until};
 
 const ADMIN: &str = "flt_u_web_e2e_admin_token_000000000000000000000000000000000000";
 const EXECUTOR: &str = "flt_e_web_e2e_executor_token_00000000000000000000000000000000";
@@ -60,7 +60,7 @@ fn the_web_interface_creates_runs_applies_and_closes_a_batch_change() {
     http_post(&url, ADMIN, "/api/v1/code-hosts", &serde_json::json!({"kind": "git", "name": "local", "path": root.path().join("repos")}).to_string());
     http_post(&url, ADMIN, "/api/v1/repositories/sync", r#"{"wait": true}"#);
     http_post(&url, ADMIN, "/api/v1/users", &serde_json::json!({"username": "viewer", "password": VIEWER_PASSWORD}).to_string());
-    let _executor = start_executor(&url, EXECUTOR, "web-e2e", &root.path().join("executor"), "process");
+    let _executor = start_executor_with(&url, EXECUTOR, "web-e2e", &root.path().join("executor"), "process", &["--labels", "pool=web"]);
     wait_until(Duration::from_secs(30), "the executor to register", || {
         let (status, body) = support::http_request(&url, "GET", "/api/v1/executors", Some(&format!("token {ADMIN}")), None);
         status == 200 && body.contains("web-e2e")

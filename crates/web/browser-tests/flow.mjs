@@ -152,6 +152,7 @@ try {
   await shot("admin-code-hosts");
   await page.getByRole("link", { name: "Executors" }).click();
   await expectText(page.locator("table.data"), "alive");
+  await expectText(page.locator("table.data"), "pool=web");
   await shot("admin-executors");
   await page.getByRole("link", { name: "Secrets" }).click();
   await page.getByLabel("Name", { exact: true }).fill("WEB_SECRET");
