@@ -161,6 +161,8 @@ async fn list_batch_changes(State(state): State<SharedState>, headers: HeaderMap
     };
     let limit = page.limit.unwrap_or(50).clamp(1, 500);
     let rows = state.store.list_batch_changes(namespace, page.after.map(BatchChangeId), limit).await?;
+    // Paging follows the unfiltered rows, so `next` stays right when a page loses some to the
+    // state filter.
     let next = (rows.len() as i64 == limit).then(|| rows.last().map(|row| row.id.0)).flatten();
     let mut rand_ids = HashMap::new();
     let mut batch_changes = Vec::with_capacity(rows.len());
@@ -330,7 +332,9 @@ async fn get_workspace(State(state): State<SharedState>, headers: HeaderMap, Pat
     let job_finished = job.as_ref().is_some_and(|job| job.state.is_terminal());
     let mut steps = Vec::with_capacity(spec.steps.len());
     for (index, step) in spec.steps.iter().enumerate() {
-        let entry = entries.iter().find(|entry| entry.key == format!("step.{index}"));
+        // The latest attempt's entry: a job requeued after an infrastructure failure logs its
+        // steps again after the earlier attempt's entries.
+        let entry = entries.iter().rev().find(|entry| entry.key == format!("step.{index}"));
         let from_result = result.as_ref().and_then(|result| result.cache_entries.iter().find(|cached| cached.value.step_index == index).map(|cached| &cached.value));
         let state_name = match (entry, from_result) {
             (Some(entry), _) if entry.exit_code.is_some_and(|code| code != 0) => "failed",
