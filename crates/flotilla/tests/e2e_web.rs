@@ -105,7 +105,7 @@ fn the_web_interface_creates_runs_applies_and_closes_a_batch_change() {
     let (head, stream) = raw_get(&url, &format!("/api/v1/jobs/{job}/logs/stream"), &[]);
     assert!(head.to_ascii_lowercase().contains("content-type: text/event-stream"), "{head}");
     assert!(stream.contains("event: log") && stream.contains("live line from local/alpha") && stream.contains("event: end"), "{stream}");
-    let last_id = stream.lines().filter_map(|line| line.strip_prefix("id: ")).last().expect("event ids").to_owned();
+    let last_id = stream.lines().filter_map(|line| line.strip_prefix("id: ")).next_back().expect("event ids").to_owned();
     let (_, resumed) = raw_get(&url, &format!("/api/v1/jobs/{job}/logs/stream"), &[("Last-Event-ID", &last_id)]);
     // (The last entry's end is sent again, with no output: a reconnect may have missed it.)
     assert!(!resumed.contains("\"offset\":0") && !resumed.contains("stdout: live line") && resumed.contains("event: end"), "resuming from {last_id} sent output again: {resumed}");
