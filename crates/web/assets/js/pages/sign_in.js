@@ -53,7 +53,7 @@ export async function render(main, params, { navigate, signedIn }) {
       },
     },
     h("h2", { id: "token-heading" }, "Access token"),
-    field("Token", token, "The admin token `flotilla up` printed, or one from `flotilla tokens create`. It becomes a 12-hour browser session."),
+    field("Token", token, "The admin token that flotilla up printed, or one from flotilla tokens create. It becomes a 12-hour browser session; the token itself is not kept."),
     h("button", { type: "submit", class: "primary" }, "Sign in with token"),
   );
   fill(main, h("h1", {}, "Sign in to Flotilla"), message, h("div", { class: "two-columns" }, passwordForm, tokenForm));
