@@ -51,8 +51,15 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/_emulator/repos/{owner}/{repo}/pulls/{number}/merge", post(admin_merge))
         .route("/_emulator/repos/{owner}/{repo}/pulls/{number}/close", post(admin_close))
         .route("/_emulator/repos/{owner}/{repo}/pulls/{number}/reviews", post(admin_review))
-        .route("/_emulator/repos/{owner}/{repo}/commits/{reference}/check-runs", post(admin_check_run));
-    api.merge(crate::gitlab::router(shared.clone())).merge(git).merge(admin).with_state(shared)
+        .route("/_emulator/repos/{owner}/{repo}/commits/{reference}/check-runs", post(admin_check_run))
+        .route("/_emulator/hooks", post(crate::webhooks::admin_add).delete(crate::webhooks::admin_clear))
+        .route("/_emulator/hooks/deliveries", get(crate::webhooks::admin_deliveries));
+    api.merge(crate::gitlab::router(shared.clone()))
+        .merge(crate::gitea::router(shared.clone()))
+        .merge(crate::bitbucket::router(shared.clone()))
+        .merge(git)
+        .merge(admin)
+        .with_state(shared)
 }
 
 /// GitHub's error body.
@@ -185,7 +192,7 @@ fn paginate(shared: &Shared, uri: &Uri, items: Vec<Value>, page: &PageQuery) -> 
     response
 }
 
-fn repository_json(base_url: &str, repository: &crate::state::Repository) -> Value {
+pub(crate) fn repository_json(base_url: &str, repository: &crate::state::Repository) -> Value {
     let full_name = format!("{}/{}", repository.owner, repository.name);
     json!({
         "id": repository.id,
@@ -203,7 +210,7 @@ fn repository_json(base_url: &str, repository: &crate::state::Repository) -> Val
     })
 }
 
-fn pull_json(base_url: &str, repository: &RepositoryState, pull: &PullRequest) -> Value {
+pub(crate) fn pull_json(base_url: &str, repository: &RepositoryState, pull: &PullRequest) -> Value {
     let Some(repo) = &repository.repository else { return Value::Null };
     let full_name = format!("{}/{}", repo.owner, repo.name);
     let branch = |name: &str| {
@@ -382,6 +389,7 @@ async fn create_pull(State(shared): SharedState, Path((owner, repo)): Path<(Stri
     };
     let rendered = pull_json(&shared.base_url, repository, &pull);
     repository.pulls.push(pull);
+    crate::webhooks::announce(&shared, &state, &owner, &repo, Some(number), crate::webhooks::Action::Opened);
     (StatusCode::CREATED, axum::Json(rendered)).into_response()
 }
 
@@ -415,6 +423,7 @@ async fn update_pull(State(shared): SharedState, Path((owner, repo, number)): Pa
             return validation(json!([{"resource": "PullRequest", "code": "custom", "message": format!("A pull request already exists for {owner}:{head}.")}]));
         }
     }
+    let was_open = repository.pulls[index].open;
     let pull = &mut repository.pulls[index];
     if let Some(title) = string_field(&body, "title") {
         pull.title = title;
@@ -432,7 +441,12 @@ async fn update_pull(State(shared): SharedState, Path((owner, repo, number)): Pa
     }
     pull.updated_at = timestamp(SystemTime::now());
     let pull = pull.clone();
-    axum::Json(pull_json(&shared.base_url, repository, &pull)).into_response()
+    let rendered = pull_json(&shared.base_url, repository, &pull);
+    if was_open != pull.open {
+        let action = if pull.open { crate::webhooks::Action::Reopened } else { crate::webhooks::Action::Closed };
+        crate::webhooks::announce(&shared, &state, &owner, &repo, Some(number), action);
+    }
+    axum::Json(rendered).into_response()
 }
 
 /// Merges as GitHub's merge button does (without writing the merge commit; see the crate docs).
@@ -465,6 +479,7 @@ async fn merge_pull(State(shared): SharedState, Path((owner, repo, number)): Pat
     }
     match merge(&mut state, &owner, &repo, number) {
         Ok(()) => {
+            crate::webhooks::announce(&shared, &state, &owner, &repo, Some(number), crate::webhooks::Action::Merged);
             let sha = state
                 .repository(&owner, &repo)
                 .and_then(|repository| {
@@ -613,11 +628,11 @@ fn no_cache(content_type: &'static str, body: impl Into<Body>) -> Response {
 }
 
 #[derive(Debug, Deserialize)]
-struct ServiceQuery {
+pub(crate) struct ServiceQuery {
     service: Option<String>,
 }
 
-async fn git_info_refs(State(shared): SharedState, Path((owner, repo)): Path<(String, String)>, Query(query): Query<ServiceQuery>, headers: HeaderMap) -> Response {
+pub(crate) async fn git_info_refs(State(shared): SharedState, Path((owner, repo)): Path<(String, String)>, Query(query): Query<ServiceQuery>, headers: HeaderMap) -> Response {
     let git_dir = match git_repository(&shared, &headers, &owner, &repo) {
         Ok(git_dir) => git_dir,
         Err(response) => return response,
@@ -654,7 +669,7 @@ async fn request_bytes(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Respo
     Ok(bytes)
 }
 
-async fn git_upload_pack(State(shared): SharedState, Path((owner, repo)): Path<(String, String)>, headers: HeaderMap, body: Body) -> Response {
+pub(crate) async fn git_upload_pack(State(shared): SharedState, Path((owner, repo)): Path<(String, String)>, headers: HeaderMap, body: Body) -> Response {
     let git_dir = match git_repository(&shared, &headers, &owner, &repo) {
         Ok(git_dir) => git_dir,
         Err(response) => return response,
@@ -670,7 +685,7 @@ async fn git_upload_pack(State(shared): SharedState, Path((owner, repo)): Path<(
     }
 }
 
-async fn git_receive_pack(State(shared): SharedState, Path((owner, repo)): Path<(String, String)>, headers: HeaderMap, body: Body) -> Response {
+pub(crate) async fn git_receive_pack(State(shared): SharedState, Path((owner, repo)): Path<(String, String)>, headers: HeaderMap, body: Body) -> Response {
     let git_dir = match git_repository(&shared, &headers, &owner, &repo) {
         Ok(git_dir) => git_dir,
         Err(response) => return response,
@@ -742,7 +757,12 @@ async fn admin_stats(State(shared): SharedState) -> Response {
 
 async fn admin_merge(State(shared): SharedState, Path((owner, repo, number)): Path<(String, String, String)>) -> Response {
     let Some(number) = parse_number(&number) else { return not_found() };
-    admin_result(merge(&mut shared.lock(), &owner, &repo, number))
+    let mut state = shared.lock();
+    let merged = merge(&mut state, &owner, &repo, number);
+    if merged.is_ok() {
+        crate::webhooks::announce(&shared, &state, &owner, &repo, Some(number), crate::webhooks::Action::Merged);
+    }
+    admin_result(merged)
 }
 
 async fn admin_close(State(shared): SharedState, Path((owner, repo, number)): Path<(String, String, String)>) -> Response {
@@ -752,6 +772,7 @@ async fn admin_close(State(shared): SharedState, Path((owner, repo, number)): Pa
         Some(pull) => {
             pull.open = false;
             pull.updated_at = timestamp(SystemTime::now());
+            crate::webhooks::announce(&shared, &state, &owner, &repo, Some(number), crate::webhooks::Action::Closed);
             StatusCode::NO_CONTENT.into_response()
         }
         None => not_found(),
@@ -769,7 +790,8 @@ async fn admin_review(State(shared): SharedState, Path((owner, repo, number)): P
     if !repository.pulls.iter().any(|pull| pull.number == number) {
         return not_found();
     }
-    repository.reviews.entry(number).or_default().push(review);
+    repository.reviews.entry(number).or_default().push(review.clone());
+    crate::webhooks::announce(&shared, &state, &owner, &repo, Some(number), crate::webhooks::Action::Reviewed(review));
     StatusCode::NO_CONTENT.into_response()
 }
 
@@ -781,6 +803,7 @@ async fn admin_check_run(State(shared): SharedState, Path((owner, repo, referenc
     let mut state = shared.lock();
     let Some(repository) = state.repository_mut(&owner, &repo) else { return not_found() };
     let Some(sha) = resolve_commit(repository, &reference) else { return not_found() };
-    repository.checks.entry(sha).or_default().push(run);
+    repository.checks.entry(sha.clone()).or_default().push(run.clone());
+    crate::webhooks::announce(&shared, &state, &owner, &repo, None, crate::webhooks::Action::CheckRun { sha, run });
     StatusCode::NO_CONTENT.into_response()
 }

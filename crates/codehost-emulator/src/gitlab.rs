@@ -165,7 +165,7 @@ fn project_key(state: &EmulatorState, project: &str) -> Option<(String, String)>
     state.repository(owner, name).map(|_| (owner.to_owned(), name.to_owned()))
 }
 
-fn project_json(base_url: &str, repository: &Repository) -> Value {
+pub(crate) fn project_json(base_url: &str, repository: &Repository) -> Value {
     let path = format!("{}/{}", repository.owner, repository.name);
     json!({
         "id": repository.id,
@@ -183,7 +183,7 @@ fn project_json(base_url: &str, repository: &Repository) -> Value {
 }
 
 /// The head pipeline's status, from the check runs on the head commit.
-fn pipeline_status(runs: &[crate::CheckRun]) -> &'static str {
+pub(crate) fn pipeline_status(runs: &[crate::CheckRun]) -> &'static str {
     let failed = runs.iter().any(|run| matches!(run.conclusion.as_deref(), Some("failure" | "cancelled" | "timed_out" | "action_required")));
     if failed {
         "failed"
@@ -194,7 +194,7 @@ fn pipeline_status(runs: &[crate::CheckRun]) -> &'static str {
     }
 }
 
-fn merge_request_json(base_url: &str, repository: &RepositoryState, pull: &PullRequest, detailed: bool) -> Value {
+pub(crate) fn merge_request_json(base_url: &str, repository: &RepositoryState, pull: &PullRequest, detailed: bool) -> Value {
     let Some(record) = &repository.repository else { return Value::Null };
     let sha = crate::git::branch_commit(&record.git_dir, &pull.head);
     let title = if pull.draft { format!("{DRAFT_PREFIX}{}", pull.title) } else { pull.title.clone() };
@@ -391,6 +391,7 @@ async fn create_merge_request(State(shared): SharedState, Path(project): Path<St
         updated_at: now,
     });
     let index = repository.pulls.len() - 1;
+    crate::webhooks::announce(&shared, &state, &owner, &name, Some(number), crate::webhooks::Action::Opened);
     let mut response = render(&shared, &state, &(owner, name), index);
     *response.status_mut() = StatusCode::CREATED;
     response
@@ -441,6 +442,7 @@ async fn update_merge_request(State(shared): SharedState, Path((project, iid)): 
     if let Some(target) = string_field(&body, "target_branch") {
         pull.base = target;
     }
+    let was_open = pull.open;
     // Merged merge requests ignore state events, as on GitLab.
     if !pull.merged {
         match event.as_deref() {
@@ -450,6 +452,11 @@ async fn update_merge_request(State(shared): SharedState, Path((project, iid)): 
         }
     }
     pull.updated_at = timestamp(SystemTime::now());
+    let (now_open, number) = (pull.open, pull.number);
+    if was_open != now_open {
+        let action = if now_open { crate::webhooks::Action::Reopened } else { crate::webhooks::Action::Closed };
+        crate::webhooks::announce(&shared, &state, &key.0, &key.1, Some(number), action);
+    }
     render(&shared, &state, &key, index)
 }
 
@@ -468,7 +475,10 @@ async fn merge_merge_request(State(shared): SharedState, Path((project, iid)): P
         return merge_request_not_found();
     };
     match crate::api::merge(&mut state, &key.0, &key.1, number) {
-        Ok(()) => render(&shared, &state, &key, index),
+        Ok(()) => {
+            crate::webhooks::announce(&shared, &state, &key.0, &key.1, Some(number), crate::webhooks::Action::Merged);
+            render(&shared, &state, &key, index)
+        }
         Err(_) => error(StatusCode::METHOD_NOT_ALLOWED, "405 Method Not Allowed"),
     }
 }

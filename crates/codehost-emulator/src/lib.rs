@@ -1,7 +1,9 @@
 //! TEST SUPPORT ONLY — never used by the product. A code host emulator speaking the subsets of
-//! GitHub's REST API and (under `/api/v4`) GitLab's REST API v4 that `flotilla-codehost` uses,
-//! so adapters, the reconciler and the end-to-end tests run against real HTTP with real state on
-//! a machine where no forge runs. Both API faces share one state (see `gitlab`).
+//! GitHub's REST API, (under `/api/v4`) GitLab's REST API v4, (under `/api/v1`) Gitea's REST
+//! API v1 and (under `/rest/api/1.0`) Bitbucket Server's REST API 1.0 that `flotilla-codehost`
+//! uses, so adapters, the reconciler and the end-to-end tests run against real HTTP with real
+//! state on a machine where no forge runs. All API faces share one state (see `gitlab`,
+//! `gitea` and `bitbucket`).
 //!
 //! It keeps GitHub's documented behaviour where the adapter depends on it: status codes, error
 //! bodies (`{"message", "documentation_url"}`, 422 with `errors`), `Link` pagination,
@@ -9,16 +11,20 @@
 //! real bare git repository in a temporary directory, served over smart HTTP at
 //! `/{owner}/{repo}.git` (token auth, fetch and push). A test drives what a person would do on
 //! the forge (merge, close, review, CI checks) and injects faults through [`EmulatorHandle`]
-//! or the equivalent admin API under `/_emulator/`.
+//! or the equivalent admin API under `/_emulator/`. Registered webhooks receive the pull
+//! request events as the forge would send them, signed (see [`webhooks`]).
 //!
 //! Deliberate differences from GitHub: merging records the merge but does not write a merge
 //! commit into the base branch; pushes to archived repositories are accepted; there is one
 //! user (`emulator`) behind every token.
 
 mod api;
+mod bitbucket;
 pub mod git;
+mod gitea;
 mod gitlab;
 pub mod state;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,6 +32,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
 pub use state::{CheckRun, Fault, RateLimitConfig, Review, Stats};
+pub use webhooks::{Delivery, Hook, HookKind};
 
 /// How to start an emulator.
 #[derive(Debug, Clone)]
@@ -99,6 +106,8 @@ pub(crate) struct Shared {
     state: Mutex<state::State>,
     base_url: String,
     repositories_dir: PathBuf,
+    /// Registered webhook receivers and the deliveries made (see `webhooks`).
+    webhooks: webhooks::Webhooks,
 }
 
 impl Shared {
@@ -165,7 +174,9 @@ impl Emulator {
             .map_err(|source| EmulatorError::Listen { address: config.listen, source })?;
         let address = listener.local_addr().map_err(|source| EmulatorError::Listen { address: config.listen, source })?;
         let state = state::State { tokens: config.tokens.into_iter().collect(), ..state::State::default() };
-        let shared = Arc::new(Shared { state: Mutex::new(state), base_url: format!("http://{address}"), repositories_dir });
+        let (hooks, delivery_task) = webhooks::Webhooks::start();
+        let shared = Arc::new(Shared { state: Mutex::new(state), base_url: format!("http://{address}"), repositories_dir, webhooks: hooks });
+        tokio::spawn(delivery_task.run(Arc::downgrade(&shared)));
         let router = api::router(shared.clone());
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
@@ -218,7 +229,10 @@ impl EmulatorHandle {
 
     /// Merges a pull request as a person would on the forge.
     pub fn merge_pull_request(&self, owner: &str, name: &str, number: u64) -> Result<(), EmulatorError> {
-        api::merge(&mut self.shared.lock(), owner, name, number).map_err(EmulatorError::Invalid)
+        let mut state = self.shared.lock();
+        api::merge(&mut state, owner, name, number).map_err(EmulatorError::Invalid)?;
+        webhooks::announce(&self.shared, &state, owner, name, Some(number), webhooks::Action::Merged);
+        Ok(())
     }
 
     /// Closes a pull request as a person would on the forge.
@@ -227,6 +241,7 @@ impl EmulatorHandle {
         let pull = api::find_pull(&mut state, owner, name, number).ok_or_else(|| EmulatorError::Invalid(format!("no pull request #{number} in {owner}/{name}")))?;
         pull.open = false;
         pull.updated_at = state::timestamp(SystemTime::now());
+        webhooks::announce(&self.shared, &state, owner, name, Some(number), webhooks::Action::Closed);
         Ok(())
     }
 
@@ -237,7 +252,8 @@ impl EmulatorHandle {
         if !repository.pulls.iter().any(|pull| pull.number == number) {
             return Err(EmulatorError::Invalid(format!("no pull request #{number} in {owner}/{name}")));
         }
-        repository.reviews.entry(number).or_default().push(review);
+        repository.reviews.entry(number).or_default().push(review.clone());
+        webhooks::announce(&self.shared, &state, owner, name, Some(number), webhooks::Action::Reviewed(review));
         Ok(())
     }
 
@@ -246,8 +262,25 @@ impl EmulatorHandle {
         let mut state = self.shared.lock();
         let repository = state.repository_mut(owner, name).ok_or_else(|| EmulatorError::Invalid(format!("no repository {owner}/{name}")))?;
         let sha = api::resolve_commit(repository, commit).ok_or_else(|| EmulatorError::Invalid(format!("no commit {commit} in {owner}/{name}")))?;
-        repository.checks.entry(sha).or_default().push(run);
+        repository.checks.entry(sha.clone()).or_default().push(run.clone());
+        webhooks::announce(&self.shared, &state, owner, name, None, webhooks::Action::CheckRun { sha, run });
         Ok(())
+    }
+
+    /// Delivers the pull request events that happen from now on to `hook`, in its forge's
+    /// format, signed with its secret (see `webhooks`).
+    pub fn add_webhook(&self, hook: Hook) {
+        self.shared.webhooks.add(hook);
+    }
+
+    /// Stops delivering webhooks.
+    pub fn clear_webhooks(&self) {
+        self.shared.webhooks.clear();
+    }
+
+    /// The webhook deliveries made so far, oldest first.
+    pub fn webhook_deliveries(&self) -> Vec<Delivery> {
+        self.shared.webhooks.deliveries()
     }
 
     /// The bodies of a pull request's comments, oldest first.

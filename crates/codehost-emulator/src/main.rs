@@ -1,5 +1,6 @@
-//! `flotilla-codehost-emulator --listen ADDR --repos DIR [--token T]...`: the GitHub and GitLab
-//! emulator as a process, for manual runs and benchmarks. TEST SUPPORT ONLY.
+//! `flotilla-codehost-emulator --listen ADDR --repos DIR [--token T]...`: the GitHub, GitLab,
+//! Gitea and Bitbucket Server emulator as a process, for manual runs and benchmarks. TEST
+//! SUPPORT ONLY.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

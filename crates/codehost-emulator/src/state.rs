@@ -103,6 +103,9 @@ pub struct RepositoryState {
     pub reviews: BTreeMap<u64, Vec<Review>>,
     /// Check runs by commit id.
     pub checks: BTreeMap<String, Vec<CheckRun>>,
+    /// Bitbucket's optimistic-lock `version` per pull request number: the changes made
+    /// through the Bitbucket face (absent: 0).
+    pub bitbucket_versions: BTreeMap<u64, u64>,
 }
 
 #[derive(Debug, Default)]

@@ -6,8 +6,10 @@
 //! [`RateLimitBudget`] per credential, so everything the server does on a host shares the pace
 //! the host allows. Errors say whether retrying can help ([`CodeHostError`]).
 
+pub mod bitbucket_server;
 pub mod budget;
 pub mod error;
+pub mod gitea;
 pub mod github;
 pub mod gitlab;
 mod transport;
@@ -16,8 +18,10 @@ pub mod types;
 use std::future::Future;
 use std::pin::Pin;
 
+pub use bitbucket_server::{BitbucketServer, BitbucketServerConfig};
 pub use budget::{RateLimitBudget, RateLimitHeaders, RetryPolicy};
 pub use error::{CodeHostError, PermanentKind};
+pub use gitea::{Gitea, GiteaConfig};
 pub use github::{GitHub, GitHubConfig};
 pub use gitlab::{GitLab, GitLabConfig};
 pub use types::{

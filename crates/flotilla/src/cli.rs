@@ -118,12 +118,42 @@ pub enum BenchCommand {
     ///   flotilla bench resolution --repositories 10000
     #[command(verbatim_doc_comment)]
     Resolution(BenchResolutionArgs),
+    /// A whole batch change at scale: N generated repositories on a local code host, a real
+    /// server process and E executor processes (process runtime), one spec that edits a file
+    /// in each, applied with every branch pushed. Reports each phase (mirroring, resolution,
+    /// execution with p50/p95 per workspace, changeset spec ingestion, publishing), the
+    /// server's peak memory and CPU per workspace, and the API's p99 while the run goes on.
+    ///
+    /// Examples:
+    ///   flotilla bench e2e --repositories 1000
+    ///   flotilla bench e2e --repositories 45000 --executors 2 --concurrency 4
+    #[command(verbatim_doc_comment)]
+    E2e(BenchE2eArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct BenchResolutionArgs {
     #[arg(long, default_value_t = 10_000)]
     pub repositories: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchE2eArgs {
+    /// Repositories to generate (each becomes one workspace and one changeset).
+    #[arg(long, default_value_t = 1000)]
+    pub repositories: usize,
+    /// Executor processes.
+    #[arg(long, default_value_t = 2)]
+    pub executors: usize,
+    /// Jobs each executor runs at once.
+    #[arg(long, default_value_t = 2)]
+    pub concurrency: usize,
+    /// `postgres://...` to run the server on PostgreSQL (a database you can throw away).
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// Keep the generated repositories, data and logs (their folder is printed).
+    #[arg(long)]
+    pub keep: bool,
 }
 
 #[derive(Debug, Args)]
@@ -504,6 +534,8 @@ pub enum CodehostCommand {
     ///   flotilla codehost add --kind git --name local --path /srv/git
     ///   flotilla codehost add --kind git-urls --name mirror --urls https://example.com/a.git,https://example.com/b.git
     ///   printf %s "$TOKEN" | flotilla codehost add --kind git-urls --name private --urls https://example.com/c.git --token-stdin
+    ///   printf %s "$TOKEN" | flotilla codehost add --kind gitea --api-url https://codeberg.org/api/v1 --org acme --token-stdin
+    ///   printf %s "$TOKEN" | flotilla codehost add --kind bitbucket-server --api-url https://bitbucket.example.com --org PROJ --token-stdin --username alice
     #[command(verbatim_doc_comment)]
     Add(CodehostAddArgs),
     /// List code host connections (those whose repositories you may read).
@@ -526,6 +558,49 @@ pub enum CodehostCommand {
     ///   flotilla codehost credential list
     #[command(subcommand, verbatim_doc_comment)]
     Credential(CodehostCredentialCommand),
+    /// Receive webhooks from a forge connection (site admins): its deliveries then update the
+    /// changesets they name at once instead of at the next sync. The secret is read from
+    /// standard input, stored encrypted and never shown again; the command prints the URL and
+    /// the events to configure on the forge, with the same secret.
+    ///
+    /// Examples:
+    ///   openssl rand -hex 32 | tee /dev/stderr | flotilla codehost webhook set github.com --secret-stdin
+    ///   flotilla codehost webhook delete github.com
+    #[command(subcommand, verbatim_doc_comment)]
+    Webhook(CodehostWebhookCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CodehostWebhookCommand {
+    /// Set the secret the forge signs its deliveries with, and print where it delivers.
+    Set(CodehostWebhookSetArgs),
+    /// Delete the secret; deliveries are refused from then on.
+    Delete(CodehostWebhookNameArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CodehostWebhookSetArgs {
+    /// The code host connection's name (see `flotilla codehost list`).
+    pub name: String,
+    /// Read the secret from standard input (16 to 1024 characters, one line).
+    #[arg(long, required = true)]
+    pub secret_stdin: bool,
+    /// The server's URL as the forge reaches it, for the printed webhook URL (default: --url).
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Print JSON on standard output.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub connection: ServerConnection,
+}
+
+#[derive(Debug, Args)]
+pub struct CodehostWebhookNameArgs {
+    /// The code host connection's name (see `flotilla codehost list`).
+    pub name: String,
+    #[command(flatten)]
+    pub connection: ServerConnection,
 }
 
 #[derive(Debug, Subcommand)]
@@ -550,8 +625,9 @@ pub enum CodehostCredentialCommand {
 pub struct CodehostCredentialSetArgs {
     /// The code host connection's name (see `flotilla codehost list`).
     pub name: String,
-    /// The account the token belongs to, for hosts that need one (Bitbucket Server); by
-    /// default `x-access-token` (`oauth2` for GitLab).
+    /// The account the token belongs to, for hosts that need one; by default `x-access-token`
+    /// (`oauth2` for GitLab; on Bitbucket Server the token is then sent as Bearer, which
+    /// project and repository tokens need, and a personal token may name its owner here).
     #[arg(long)]
     pub username: Option<String>,
     /// Your own credential rather than the connection's.
@@ -591,22 +667,25 @@ pub struct CodehostRestrictArgs {
 
 #[derive(Debug, Args)]
 pub struct CodehostAddArgs {
-    /// `git` (a folder of git repositories), `git-urls` (a list of clone URLs), `github` or
-    /// `gitlab`.
+    /// `git` (a folder of git repositories), `git-urls` (a list of clone URLs), `github`,
+    /// `gitlab`, `gitea` (also for Forgejo: `forgejo` is the same kind) or `bitbucket-server`
+    /// (Bitbucket Server / Data Center).
     #[arg(long)]
     pub kind: String,
     /// Prefix of the repositories' names: every repository becomes NAME/<path> (for github,
     /// NAME/owner/repo; NAME defaults to the API's host without `api.`, e.g. github.com).
     #[arg(long)]
     pub name: Option<String>,
-    /// For forges: the API's base URL, e.g. https://api.github.com or https://HOST/api/v3
-    /// (`--url` is the Flotilla server's own).
+    /// For forges: the API's base URL, e.g. https://api.github.com, https://HOST/api/v3,
+    /// https://gitlab.com/api/v4, https://HOST/api/v1 for Gitea and Forgejo, or the server's root
+    /// https://HOST for Bitbucket Server (`--url` is the Flotilla server's own).
     #[arg(long, value_name = "URL")]
     pub api_url: Option<String>,
-    /// For forges: mirror every repository of this organisation...
+    /// For forges: mirror every repository of this organisation (a GitLab group, a
+    /// Bitbucket project key)...
     #[arg(long, value_name = "ORG", conflicts_with = "repos")]
     pub org: Option<String>,
-    /// ...or exactly these repositories.
+    /// ...or exactly these repositories (`PROJECT/slug` on Bitbucket).
     #[arg(long, value_name = "OWNER/NAME", value_delimiter = ',')]
     pub repos: Vec<String>,
     /// For `--kind git`: the folder on the server whose repositories are mirrored.
@@ -619,7 +698,8 @@ pub struct CodehostAddArgs {
     /// clone and fetch).
     #[arg(long)]
     pub token_stdin: bool,
-    /// With --token-stdin: the account the token belongs to, if the host needs one.
+    /// With --token-stdin: the account the token belongs to, if the host needs one (a
+    /// Bitbucket Server personal token over git; leave it out for project tokens).
     #[arg(long, requires = "token_stdin")]
     pub username: Option<String>,
     #[command(flatten)]

@@ -25,7 +25,7 @@ struct Row {
     method: &'static str,
     /// The route as the router declares it.
     route: &'static str,
-    /// The request path; `{orgspec}`, `{jobA}`, `{jobB}`, `{codehost}`, `{remotehost}` and `{caller}` are
+    /// The request path; `{orgspec}`, `{jobA}`, `{jobB}`, `{codehost}`, `{remotehost}`, `{forgehost}` and `{caller}` are
     /// filled in per run and caller.
     request: &'static str,
     body: &'static str,
@@ -59,6 +59,11 @@ const MATRIX: &[Row] = &[
     row("PUT",    "/api/v1/code-hosts/{id}/credentials/me",     "/api/v1/code-hosts/{remotehost}/credentials/me",  r#"{"token": "own-{caller}", "username": "{caller}"}"#, [401, 404, 200, 200, 200, 401, 401]),
     row("GET",    "/api/v1/code-host-credentials",              "/api/v1/code-host-credentials",                   "",                  [401, 200, 200, 200, 200, 401, 401]),
     row("DELETE", "/api/v1/code-hosts/{id}/credentials/me",     "/api/v1/code-hosts/{remotehost}/credentials/me",  "",                  [401, 404, 204, 204, 204, 401, 401]),
+    // `{forgehost}` is a GitHub connection. Its webhook route takes no Flotilla token: the
+    // signature is its authentication, so every caller's unsigned delivery is 401 alike.
+    row("PUT",    "/api/v1/code-hosts/{id}/webhook-secret",     "/api/v1/code-hosts/{forgehost}/webhook-secret",   r#"{"secret": "matrix-webhook-secret-{caller}"}"#, [401, 403, 403, 403, 200, 401, 401]),
+    row("POST",   "/api/webhooks/{code_host}",                  "/api/webhooks/forge",                             "{}",                [401, 401, 401, 401, 401, 401, 401]),
+    row("DELETE", "/api/v1/code-hosts/{id}/webhook-secret",     "/api/v1/code-hosts/{forgehost}/webhook-secret",   "",                  [401, 403, 403, 403, 204, 401, 401]),
     row("GET",    "/api/v1/repositories",                       "/api/v1/repositories",                            "",                  [401, 200, 200, 200, 200, 401, 401]),
     row("POST",   "/api/v1/repositories/sync",                  "/api/v1/repositories/sync",                       "{}",                [401, 403, 403, 403, 202, 401, 401]),
     row("POST",   "/api/v1/batch-specs",                        "/api/v1/batch-specs",                             NO_JOB_SPEC,         [401, 201, 201, 201, 201, 401, 401]),
@@ -259,6 +264,13 @@ fn set_up(root: &Path) -> (support::Running, World) {
     jobs.sort_by_key(|job| job["repository_name"].as_str().unwrap_or_default().to_owned());
     assert_eq!(jobs[0]["repository_name"], "local/a", "{jobs:?}");
     authorization.insert("job", Some(format!("Bearer {}", jobs[0]["token"].as_str().expect("job token"))));
+    // A forge connection for the webhook rows; nothing listens at its API URL.
+    let forge_host = call(
+        "POST",
+        "/api/v1/code-hosts",
+        &admin,
+        r#"{"kind": "github", "name": "forge", "url": "http://127.0.0.1:9", "repos": ["acme/app"], "credential": {"token": "matrix-forge-token"}}"#,
+    );
     let hosts = call("GET", "/api/v1/code-hosts", &admin, "");
     let mut values = BTreeMap::new();
     values.insert("{orgspec}", org_spec["id"].as_str().expect("spec id").to_owned());
@@ -269,6 +281,7 @@ fn set_up(root: &Path) -> (support::Running, World) {
     values.insert("{workspaceA}", workspace_a["id"].to_string());
     values.insert("{codehost}", hosts[0]["id"].to_string());
     values.insert("{remotehost}", remote_host["id"].to_string());
+    values.insert("{forgehost}", forge_host["id"].to_string());
     values.insert("EXECUTOR", EXECUTOR_DESCRIPTION.to_owned());
     let job_b_token = format!("Bearer {}", jobs[1]["token"].as_str().expect("job token"));
     (server, World { url, authorization, job_b_token, values })

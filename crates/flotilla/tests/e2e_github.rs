@@ -240,13 +240,22 @@ fn under_5xx_and_429_storms_every_pull_request_is_opened_exactly_once() {
 }
 
 #[test]
-fn apply_opens_and_closes_merge_requests_on_gitlab() {
-    let fixture = Fixture::start_as("gitlab", "gitlab.example", "/api/v4", &["app", "web", "docs"]);
+fn apply_opens_updates_merges_and_closes_merge_requests_on_gitlab() {
+    let fixture = Fixture::start_as("gitlab", "gitlab.example", "/api/v4", &["app", "api", "web", "docs"]);
+    let merge_request = |name: &str| -> serde_json::Value {
+        let (status, body) = http_request(&fixture.emulator_url, "GET", &format!("/api/v4/projects/acme%2F{name}/merge_requests/1"), Some(&format!("Bearer {DEFAULT_TOKEN}")), None);
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).expect("JSON")
+    };
     let file = fixture.root.path().join("readme-fix.batch.yaml");
     std::fs::write(&file, spec_on("gitlab.example", "Fix the README", "draft")).expect("write spec");
     assert_eq!(
         apply(&fixture.url, &file),
-        rows(&[("gitlab.example/acme/app", "create", "push,publish"), ("gitlab.example/acme/web", "create", "push,publish-draft")])
+        rows(&[
+            ("gitlab.example/acme/api", "create", "push,publish"),
+            ("gitlab.example/acme/app", "create", "push,publish"),
+            ("gitlab.example/acme/web", "create", "push,publish-draft"),
+        ])
     );
     let listed = reconciled(&fixture.url);
     for changeset in &listed {
@@ -255,18 +264,38 @@ fn apply_opens_and_closes_merge_requests_on_gitlab() {
     }
     assert_eq!((fixture.emulator.pull_request_count("acme", "app"), fixture.emulator.pull_request_count("acme", "web"), fixture.emulator.pull_request_count("acme", "docs")), (1, 1, 0));
     // GitLab marks drafts in the title.
-    let (status, body) = http_request(&fixture.emulator_url, "GET", "/api/v4/projects/acme%2Fweb/merge_requests/1", Some(&format!("Bearer {DEFAULT_TOKEN}")), None);
-    assert_eq!(status, 200, "{body}");
-    let web: serde_json::Value = serde_json::from_str(&body).expect("JSON");
-    assert_eq!(web["title"], "Draft: Fix the README");
-    assert_eq!(apply(&fixture.url, &file), rows(&[("gitlab.example/acme/app", "continue", ""), ("gitlab.example/acme/web", "continue", "")]));
-    assert!(run(&fixture.url, &["batch", "close", "readme-fix", "--close-changesets"], None).status.success());
-    wait_until(Duration::from_secs(60), "the merge requests to close", || {
-        ["app", "web"].iter().all(|name| {
-            let (_, body) = http_request(&fixture.emulator_url, "GET", &format!("/api/v4/projects/acme%2F{name}/merge_requests/1"), Some(&format!("Bearer {DEFAULT_TOKEN}")), None);
-            serde_json::from_str::<serde_json::Value>(&body).is_ok_and(|request| request["state"] == "closed")
-        })
+    assert_eq!(merge_request("web")["title"], "Draft: Fix the README");
+    assert_eq!(merge_request("app")["description"], "Fixes the README of gitlab.example/acme/app");
+    assert_eq!(
+        apply(&fixture.url, &file),
+        rows(&[("gitlab.example/acme/api", "continue", ""), ("gitlab.example/acme/app", "continue", ""), ("gitlab.example/acme/web", "continue", "")])
+    );
+
+    // An edited spec retitles all three and publishes web for real.
+    std::fs::write(&file, spec_on("gitlab.example", "Fix the README file", "true")).expect("write spec");
+    assert_eq!(
+        apply(&fixture.url, &file),
+        rows(&[
+            ("gitlab.example/acme/api", "continue", "update"),
+            ("gitlab.example/acme/app", "continue", "update"),
+            ("gitlab.example/acme/web", "continue", "update,undraft"),
+        ])
+    );
+    reconciled(&fixture.url);
+    assert_eq!((merge_request("app")["title"].as_str(), merge_request("web")["title"].as_str()), (Some("Fix the README file"), Some("Fix the README file")));
+
+    // A merge on GitLab shows after a sync; bulk close closes the other two.
+    fixture.emulator.merge_pull_request("acme", "api", 1).expect("merge");
+    wait_until(Duration::from_secs(30), "the sync to see the merge", || {
+        reconciled(&fixture.url).iter().any(|changeset| changeset["repository"] == "gitlab.example/acme/api" && changeset["externalState"] == "MERGED")
     });
+    let closed = run(&fixture.url, &["changesets", "bulk", "close", "--batch-change", "readme-fix", "--json"], None);
+    assert!(closed.status.success(), "{}", String::from_utf8_lossy(&closed.stderr));
+    wait_until(Duration::from_secs(60), "the merge requests to close", || ["app", "web"].iter().all(|name| merge_request(name)["state"] == "closed"));
+    assert_eq!(merge_request("api")["state"], "merged");
+    for name in ["app", "api", "web"] {
+        assert_eq!(fixture.emulator.pull_request_count("acme", name), 1, "never opened twice: {name}");
+    }
 }
 
 #[test]
@@ -460,4 +489,18 @@ fn epoch_seconds(text: &str) -> i64 {
     let (year, month) = if month <= 2 { (year - 1, month + 12) } else { (year, month) };
     let days = 365 * year + year / 4 - year / 100 + year / 400 + (153 * (month - 3) + 2) / 5 + day;
     days * 86_400 + field(11..13) * 3600 + field(14..16) * 60 + field(17..19)
+}
+
+/// `changesetTemplate.fork: true` is refused with the reason, never pushed to the repository
+/// itself against the spec's wish.
+#[test]
+fn a_fork_the_spec_asks_for_is_refused_not_ignored() {
+    let fixture = Fixture::start(&["app"]);
+    let file = fixture.root.path().join("readme-fix.batch.yaml");
+    std::fs::write(&file, spec("Fix the README", "true").replace("  branch: batch/readme-fix\n", "  branch: batch/readme-fix\n  fork: true\n")).expect("write spec");
+    assert_eq!(apply(&fixture.url, &file), rows(&[("github.com/acme/app", "create", "push,publish")]));
+    let listed = reconciled(&fixture.url);
+    assert_eq!(listed[0]["reconcilerState"], "failed", "{listed:?}");
+    assert!(listed[0]["failureMessage"].as_str().is_some_and(|message| message.contains("changesetTemplate.fork is not supported yet")), "{listed:?}");
+    assert_eq!(fixture.emulator.pull_request_count("acme", "app"), 0);
 }

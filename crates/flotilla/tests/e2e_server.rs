@@ -337,3 +337,14 @@ fn the_resolution_benchmark_harness_runs_at_a_small_size() {
     assert_eq!(stdout.matches("(repo:^bench/service-00) over 40 repositories: 40 workspaces").count(), 2, "{stdout}");
     assert_eq!(stdout.matches("over 40 repositories: 4 workspaces").count(), 2, "{stdout}");
 }
+
+#[test]
+fn the_end_to_end_benchmark_harness_runs_at_a_small_size() {
+    let output = flotilla().args(["bench", "e2e", "--repositories", "12", "--executors", "1"]).stdin(Stdio::null()).output().expect("run bench");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.starts_with("flotilla bench e2e: 12 repositories, 1 executor(s)"), "{stdout}");
+    for phase in ["mirroring", "resolution and queueing", "execution", "changeset spec ingestion", "publishing (branches pushed", "per workspace", "peak resident memory", "API while running"] {
+        assert!(stdout.contains(phase), "{phase} is reported: {stdout}");
+    }
+}

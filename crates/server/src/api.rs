@@ -171,10 +171,18 @@ async fn create_code_host(State(state): State<SharedState>, headers: HeaderMap, 
             }
             (CodeHostKind::GitUrls, String::new(), serde_json::json!({ "urls": request.urls }))
         }
-        "github" | "gitlab" => {
-            let kind = if request.kind == "github" { CodeHostKind::Github } else { CodeHostKind::Gitlab };
+        "github" | "gitlab" | "gitea" | "forgejo" | "bitbucket-server" => {
+            // Forgejo speaks Gitea's API: one kind, one adapter.
+            let kind = match request.kind.as_str() {
+                "github" => CodeHostKind::Github,
+                "gitlab" => CodeHostKind::Gitlab,
+                "bitbucket-server" => CodeHostKind::BitbucketServer,
+                _ => CodeHostKind::Gitea,
+            };
             let url = request.url.clone().ok_or_else(|| {
-                ApiError::bad_request("a forge code host needs --api-url, the API's base URL (https://api.github.com, https://HOST/api/v3, or https://gitlab.com/api/v4)")
+                ApiError::bad_request(
+                    "a forge code host needs --api-url, the API's base URL (https://api.github.com, https://HOST/api/v3, https://gitlab.com/api/v4, https://HOST/api/v1 for Gitea and Forgejo, or https://HOST for Bitbucket Server)",
+                )
             })?;
             if !(url.starts_with("https://") || url.starts_with("http://")) {
                 return Err(ApiError::bad_request(format!("{url} is not an http(s) URL")));
@@ -190,11 +198,19 @@ async fn create_code_host(State(state): State<SharedState>, headers: HeaderMap, 
                     }
                     serde_json::json!({ "repos": request.repos })
                 }
-                _ => return Err(ApiError::bad_request("say which repositories to mirror: --org ORG (a GitLab group) or --repos owner/a,owner/b (one of them)")),
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "say which repositories to mirror: --org ORG (a GitLab group, a Gitea organization, a Bitbucket project key) or --repos owner/a,owner/b (one of them)",
+                    ));
+                }
             };
             (kind, url, config)
         }
-        other => return Err(ApiError::bad_request(format!("code host kind {other:?} is not supported yet; use git-directory, git-urls, github or gitlab"))),
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "code host kind {other:?} is not supported yet; use git-directory, git-urls, github, gitlab, gitea (forgejo) or bitbucket-server"
+            )));
+        }
     };
     let credential = match &request.credential {
         Some(_) if kind == CodeHostKind::GitDirectory => {

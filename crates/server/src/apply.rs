@@ -42,7 +42,6 @@ pub fn router(state: SharedState) -> Router {
 pub fn capabilities(kind: CodeHostKind) -> HostCapabilities {
     match kind {
         CodeHostKind::GitDirectory | CodeHostKind::GitUrls => HostCapabilities::GIT,
-        CodeHostKind::BitbucketServer => HostCapabilities::FORGE_WITHOUT_DRAFTS,
         _ => HostCapabilities::FORGE,
     }
 }
@@ -393,14 +392,28 @@ async fn delete_batch_change(State(state): State<SharedState>, headers: HeaderMa
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
-async fn list_changesets(State(state): State<SharedState>, headers: HeaderMap, Path(name): Path<String>, Query(query): Query<NamespaceQuery>) -> ApiResult<Json<Vec<ChangesetInfo>>> {
+#[derive(Deserialize)]
+struct ChangesetListQuery {
+    namespace: Option<String>,
+    /// At most this many (a page); every changeset when absent.
+    limit: Option<i64>,
+    /// Only changesets with a larger id (the last id of the previous page).
+    after: Option<i64>,
+}
+
+async fn list_changesets(State(state): State<SharedState>, headers: HeaderMap, Path(name): Path<String>, Query(query): Query<ChangesetListQuery>) -> ApiResult<Json<Vec<ChangesetInfo>>> {
     let caller = authenticate(&state, &headers).await?;
     let batch_change = find_batch_change(&state, &caller, &name, query.namespace.as_deref()).await?;
     let visibility = crate::access::RepositoryVisibility::for_caller(&state, &caller).await?;
+    let wanted = query.limit.map(|limit| limit.clamp(1, 10_000) as usize);
     let mut result = Vec::new();
-    let mut after = None;
+    let mut after = query.after.map(flotilla_store::ChangesetId);
     loop {
-        let page = state.store.list_changesets_for_batch_change(batch_change.id, after, 1000).await?;
+        if wanted.is_some_and(|wanted| result.len() >= wanted) {
+            break;
+        }
+        let page_size = wanted.map_or(1000, |wanted| (wanted - result.len()).min(1000) as i64);
+        let page = state.store.list_changesets_for_batch_change(batch_change.id, after, page_size).await?;
         let Some(last) = page.last() else { break };
         after = Some(last.id);
         let names = visibility.readable_names(&state, page.iter().map(|changeset| changeset.repository_id)).await?;

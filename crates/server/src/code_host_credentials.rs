@@ -74,7 +74,8 @@ pub fn require_remote_kind(host: &CodeHost) -> ApiResult<()> {
 
 /// The username sent with a token when none was stored: what each forge accepts in front of
 /// a personal access token over HTTPS basic auth (GitHub and Gitea ignore it, GitLab wants
-/// `oauth2`). Bitbucket Server needs the token owner's real username.
+/// `oauth2`). Bitbucket Server has no such name: it wants the token owner's real username, or
+/// no basic auth at all (see [`git_credentials`]).
 fn default_username(kind: CodeHostKind) -> &'static str {
     match kind {
         CodeHostKind::Gitlab => "oauth2",
@@ -92,10 +93,15 @@ pub enum CredentialError {
 }
 
 /// Turns a stored credential into what git sends: HTTP basic auth with the stored username
-/// (or the code host kind's default) and the token as password.
+/// (or the code host kind's default) and the token as password. A Bitbucket Server token
+/// stored without a username is sent as `Bearer`: project and repository access tokens work
+/// only that way, and personal ones work that way too.
 pub fn git_credentials(key: &SecretKey, kind: CodeHostKind, credential: &EncryptedCredential) -> Result<flotilla_git::Credentials, CredentialError> {
     let token = key.decrypt(&credential.ciphertext, &credential.nonce)?;
     let token = String::from_utf8_lossy(&token);
+    if kind == CodeHostKind::BitbucketServer && credential.username.is_none() {
+        return Ok(flotilla_git::Credentials::bearer(&token)?);
+    }
     let username = credential.username.as_deref().unwrap_or(default_username(kind));
     Ok(flotilla_git::Credentials::basic(username, &token)?)
 }
@@ -249,6 +255,8 @@ mod tests {
         assert_eq!(gitlab, flotilla_git::Credentials::basic("oauth2", "tok-123").expect("basic"));
         let named = encrypt(&key, &credential("tok-123", Some("bob")));
         assert_eq!(git_credentials(&key, CodeHostKind::BitbucketServer, &named).expect("usable"), flotilla_git::Credentials::basic("bob", "tok-123").expect("basic"));
+        let bitbucket = git_credentials(&key, CodeHostKind::BitbucketServer, &stored).expect("usable");
+        assert_eq!(bitbucket, flotilla_git::Credentials::bearer("tok-123").expect("bearer"), "Bitbucket project tokens work only as Bearer");
         assert!(!format!("{github:?}{stored:?}").contains("tok-123"));
         assert!(matches!(git_credentials(&SecretKey::generate(), CodeHostKind::Github, &stored), Err(CredentialError::Decrypt(_))));
     }

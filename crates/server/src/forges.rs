@@ -1,6 +1,7 @@
-//! The server's side of forge code hosts (GitHub and GitLab today): one adapter per connection and
-//! credential, shared by everything the server does on that host (listing repositories for
-//! mirrors, the reconciler's pull requests), so all of it spends one rate-limit budget.
+//! The server's side of forge code hosts (GitHub, GitLab, Gitea/Forgejo and Bitbucket Server):
+//! one adapter per connection and credential, shared by everything the server does on that host
+//! (listing repositories for mirrors, the reconciler's pull requests), so all of it spends one
+//! rate-limit budget.
 //!
 //! Adapters are built on first use from the connection's configuration and a decrypted
 //! credential (the acting user's own, or the connection's), one per credential.
@@ -8,7 +9,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use flotilla_codehost::{CodeHost, GitHub, GitHubConfig, GitLab, GitLabConfig, RepositoryRef, RepositorySelection};
+use flotilla_codehost::{
+    BitbucketServer, BitbucketServerConfig, CodeHost, GitHub, GitHubConfig, GitLab, GitLabConfig, Gitea, GiteaConfig, RepositoryRef, RepositorySelection,
+};
 use flotilla_store::{CodeHost as CodeHostRow, CodeHostId, CodeHostKind, EncryptedCredential, UserId};
 
 use crate::SharedState;
@@ -67,7 +70,11 @@ impl Forges {
         let adapter: Arc<dyn CodeHost> = match host.kind {
             CodeHostKind::Github => Arc::new(GitHub::new(GitHubConfig::new(host.url.clone(), token)).map_err(|error| error.to_string())?),
             CodeHostKind::Gitlab => Arc::new(GitLab::new(GitLabConfig::new(host.url.clone(), token)).map_err(|error| error.to_string())?),
-            other => return Err(format!("{} code hosts are not supported yet; GitHub and GitLab are", other.as_str())),
+            CodeHostKind::Gitea => Arc::new(Gitea::new(GiteaConfig::new(host.url.clone(), token)).map_err(|error| error.to_string())?),
+            CodeHostKind::BitbucketServer => {
+                Arc::new(BitbucketServer::new(BitbucketServerConfig::new(host.url.clone(), token)).map_err(|error| error.to_string())?)
+            }
+            other => return Err(format!("{} code hosts have no pull requests; use a forge kind", other.as_str())),
         };
         adapters.insert(key, adapter.clone());
         Ok(adapter)

@@ -15,6 +15,8 @@
 //! rewirer and the reconciler's plan, over data alone), [`reconciler`] (the worker that
 //! pushes branches),
 //! [`janitor`] (stalled jobs), [`secrets_crypto`] (tokens and encryption at rest),
+//! [`incoming_webhooks`] (forges' deliveries → immediate changeset syncs) with the pure
+//! [`forge_webhooks`] (signatures and payloads per forge),
 //! [`web_api`], [`templates`] and [`log_stream`] (what the web interface needs: listings,
 //! validation as you type, the template library, live logs as server-sent events); the web
 //! client itself is `flotilla-web`, served for every path no route matches.
@@ -30,7 +32,9 @@ pub mod changeset_specs;
 pub mod code_host_credentials;
 pub mod error;
 pub mod executor_api;
+pub mod forge_webhooks;
 pub mod forges;
+pub mod incoming_webhooks;
 pub mod janitor;
 pub mod log_stream;
 pub mod metrics;
@@ -244,6 +248,7 @@ pub async fn start(config: ServerConfig, store: Store) -> anyhow::Result<Running
         .merge(tokens::router(state.clone()))
         .merge(apply::router(state.clone()))
         .merge(statistics::router(state.clone()))
+        .merge(incoming_webhooks::router(state.clone()))
         .merge(executor_api::router(state.clone()))
         .merge(web_api::router(state.clone()))
         .merge(templates::router(state.clone()))

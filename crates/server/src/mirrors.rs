@@ -8,8 +8,8 @@
 //!
 //! Kinds handled here: `git-directory` (every git repository below a local folder becomes
 //! `NAME/<path without .git>`) and `git-urls` (an explicit list of clone URLs, each named
-//! `NAME/<last path segments>`). Forge kinds (GitHub, GitLab, ...) arrive with the changeset
-//! issue.
+//! `NAME/<last path segments>`). Forge kinds (GitHub, GitLab, Bitbucket Server) are listed
+//! through their adapter ([`crate::forges`]) and named `NAME/owner/repo`.
 //!
 //! Clone and fetch use the connection's credential when it has one
 //! ([`crate::code_host_credentials`]), decrypted just for the git call and passed as an
@@ -105,13 +105,12 @@ async fn discover(state: &SharedState, code_host: &CodeHost) -> anyhow::Result<V
                 .map(|url| (format!("{}/{}", code_host.name, name_from_url(url)), url.to_owned()))
                 .collect())
         }
-        CodeHostKind::Github | CodeHostKind::Gitlab => {
+        CodeHostKind::Github | CodeHostKind::Gitlab | CodeHostKind::Gitea | CodeHostKind::BitbucketServer => {
             let adapter = state.forges.adapter(state, code_host).map_err(anyhow::Error::msg)?;
             let selection = crate::forges::selection(code_host).map_err(anyhow::Error::msg)?;
             let repositories = adapter.list_repositories(&selection).await.map_err(|error| anyhow::anyhow!("listing the repositories of {}: {error}", code_host.name))?;
             Ok(repositories.into_iter().map(|repository| (format!("{}/{}", code_host.name, repository.full_name), repository.clone_url)).collect())
         }
-        other => anyhow::bail!("code hosts of kind {other:?} are not supported yet"),
     }
 }
 

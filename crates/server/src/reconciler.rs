@@ -151,6 +151,14 @@ async fn try_reconcile(state: &SharedState, changeset: &Changeset) -> Result<Rec
         match operation {
             Operation::Push => {
                 let spec = current.as_ref().ok_or_else(|| Failure::Final("nothing to push: the changeset has no spec".to_owned()))?;
+                // Pushing to the repository itself when the spec asked for a fork would put the
+                // branch where its author said not to: refuse instead.
+                if spec.fork.as_deref() == Some("true") {
+                    return Err(Failure::Final(
+                        "changesetTemplate.fork is not supported yet: Flotilla pushes branches to the repository itself; remove `fork: true` (the credential then needs push access)"
+                            .to_owned(),
+                    ));
+                }
                 let (branch, commit) = commit_for(&mirror, spec).await?;
                 flotilla_git::push(&mirror, &repository.clone_url, &commit, &branch, options())
                     .await
@@ -283,6 +291,8 @@ async fn commit_for(mirror: &std::path::Path, spec: &ChangesetSpec) -> Result<(B
 
 /// Keeps published pull requests' state fresh (merged, closed, review and check state) by
 /// asking their code hosts, least recently synced first, every `changeset_sync_interval`.
+/// Incoming webhooks ([`crate::incoming_webhooks`]) sync the changesets they name at once;
+/// this pass catches whatever no delivery announced.
 pub async fn run_sync_worker(state: SharedState, shutdown: CancellationToken) {
     loop {
         tokio::select! {
@@ -298,23 +308,36 @@ pub async fn run_sync_worker(state: SharedState, shutdown: CancellationToken) {
 /// One sync pass over up to 200 changesets; a code host that fails is retried next pass.
 pub async fn sync_once(state: &SharedState) -> Result<(), flotilla_store::StoreError> {
     for changeset in state.store.changesets_to_sync(200).await? {
-        let Some(number) = changeset.external_id.as_deref().and_then(|id| id.parse::<u64>().ok()) else { continue };
-        let repository = state.store.get_repository(changeset.repository_id).await?;
-        let host = state.store.get_code_host(repository.code_host_id).await?;
-        let (Ok(adapter), Some(reference)) = (state.forges.adapter(state, &host), crate::forges::repository_ref(&host, &repository.name)) else { continue };
-        match adapter.load_changeset(&reference, number).await {
-            Ok(loaded) => {
-                let mut outcome = ReconcileOutcome::default();
-                record_forge(&mut outcome, &loaded);
-                let review = format!("{:?}", loaded.review_state).to_uppercase();
-                let check = format!("{:?}", loaded.check_state).to_uppercase();
-                state
-                    .store
-                    .record_changeset_sync(changeset.id, outcome.external_state.as_deref().unwrap_or("OPEN"), &review, &check, Clock::now_ms())
-                    .await?;
-            }
-            Err(error) => tracing::warn!(changeset.id = changeset.id.0, %error, "loading a pull request failed; the next sync tries again"),
-        }
+        sync_changeset(state, &changeset).await?;
     }
     Ok(())
+}
+
+/// Syncs one published changeset now: reads its pull request from its code host and stores
+/// its external, review and check state. The sync worker calls it for each changeset in turn,
+/// an incoming webhook for the changesets it names. Returns whether the state was read; a code
+/// host that cannot be asked (no adapter, an unreachable host) is logged and tried again by the
+/// next sync.
+pub async fn sync_changeset(state: &SharedState, changeset: &Changeset) -> Result<bool, flotilla_store::StoreError> {
+    let Some(number) = changeset.external_id.as_deref().and_then(|id| id.parse::<u64>().ok()) else { return Ok(false) };
+    let repository = state.store.get_repository(changeset.repository_id).await?;
+    let host = state.store.get_code_host(repository.code_host_id).await?;
+    let (Ok(adapter), Some(reference)) = (state.forges.adapter(state, &host), crate::forges::repository_ref(&host, &repository.name)) else { return Ok(false) };
+    match adapter.load_changeset(&reference, number).await {
+        Ok(loaded) => {
+            let mut outcome = ReconcileOutcome::default();
+            record_forge(&mut outcome, &loaded);
+            let review = format!("{:?}", loaded.review_state).to_uppercase();
+            let check = format!("{:?}", loaded.check_state).to_uppercase();
+            state
+                .store
+                .record_changeset_sync(changeset.id, outcome.external_state.as_deref().unwrap_or("OPEN"), &review, &check, Clock::now_ms())
+                .await?;
+            Ok(true)
+        }
+        Err(error) => {
+            tracing::warn!(changeset.id = changeset.id.0, %error, "loading a pull request failed; the next sync tries again");
+            Ok(false)
+        }
+    }
 }

@@ -113,9 +113,10 @@ pub struct HostCapabilities {
 impl HostCapabilities {
     /// A plain git remote: branches only.
     pub const GIT: HostCapabilities = HostCapabilities { pull_requests: false, drafts: false };
-    /// GitHub, GitLab, Gitea: pull (merge) requests with drafts.
+    /// GitHub, GitLab, Gitea, Bitbucket Data Center (8.18 and later; its adapter refuses a
+    /// draft on older versions with advice): pull (merge) requests with drafts.
     pub const FORGE: HostCapabilities = HostCapabilities { pull_requests: true, drafts: true };
-    /// Bitbucket Server/Data Center: pull requests without drafts.
+    /// A forge whose pull requests have no drafts.
     pub const FORGE_WITHOUT_DRAFTS: HostCapabilities = HostCapabilities { pull_requests: true, drafts: false };
 }
 

@@ -13,7 +13,7 @@ use crate::backend::{BULK_INSERT_ROWS, values_rows};
 use crate::changeset_history::{ReconcilerEntry, record_event_if_changed};
 use crate::error::StoreError;
 use crate::ids::{
-    BatchChangeId, BatchSpecId, ChangesetId, ChangesetSpecId, OrgId, RepositoryId, UserId,
+    BatchChangeId, BatchSpecId, ChangesetId, ChangesetSpecId, CodeHostId, OrgId, RepositoryId, UserId,
     WorkspaceId,
 };
 use crate::json::{JsonText, Namespace, NullableJsonText, optional_to_text, text_enum, to_text};
@@ -498,6 +498,30 @@ impl Store {
                 " FROM changesets c WHERE c.publication_state = 'PUBLISHED' AND c.external_state IN ('OPEN', 'DRAFT') \
                  AND c.external_id IS NOT NULL AND c.reconciler_state = 'completed' ORDER BY c.updated_at, c.id LIMIT $1"
             ))
+            .bind(limit)
+            .fetch_all(pool)
+            .await?)
+        })
+    }
+
+    /// The published changesets (those with a pull request number) of the repository named
+    /// `repository_name` on code host `code_host_id`, compared case-insensitively as forges do;
+    /// at most `limit`. An incoming webhook picks the ones it names from these.
+    pub async fn published_changesets_in_repository(
+        &self,
+        code_host_id: CodeHostId,
+        repository_name: &str,
+        limit: i64,
+    ) -> Result<Vec<Changeset>, StoreError> {
+        on_pool!(self, pool, dialect => {
+            Ok(sqlx::query_as::<_, Changeset>(concat!(
+                "SELECT ", changeset_columns!(),
+                " FROM changesets c JOIN repositories r ON r.id = c.repository_id \
+                 WHERE r.code_host_id = $1 AND LOWER(r.name) = LOWER($2) AND c.publication_state = 'PUBLISHED' \
+                 AND c.external_id IS NOT NULL ORDER BY c.id LIMIT $3"
+            ))
+            .bind(code_host_id)
+            .bind(repository_name.to_owned())
             .bind(limit)
             .fetch_all(pool)
             .await?)

@@ -34,6 +34,7 @@ pub mod secrets;
 mod sqlite_queue;
 pub mod step_cache;
 pub mod templates;
+pub mod webhook_secrets;
 
 pub use backend::{Dialect, Store};
 pub use clock::Clock;
@@ -52,3 +53,4 @@ pub use queue::*;
 pub use secrets::*;
 pub use step_cache::*;
 pub use templates::*;
+pub use webhook_secrets::*;

@@ -1152,6 +1152,63 @@ async fn audit_log_and_executors(store: Store) {
     assert!(store.list_executors(21).await.expect("list").is_empty());
 }
 
+async fn webhook_secrets_and_published_changesets_by_repository(store: Store) {
+    let new_host = |name: &str| NewCodeHost {
+        kind: CodeHostKind::Github,
+        name: name.to_owned(),
+        url: String::from("https://api.github.com"),
+        config: json!({"org": "acme"}),
+        credential_ciphertext: None,
+        credential_nonce: None,
+        credential_username: None,
+        restricted_to: None,
+    };
+    let host = store.create_code_host(&new_host("github.com"), 1).await.expect("code host");
+    let other_host = store.create_code_host(&new_host("ghe"), 1).await.expect("code host");
+
+    // The secret: absent, set, replaced, deleted; gone with its host.
+    assert_eq!(store.get_code_host_webhook_secret(host.id).await.expect("get"), None);
+    store.set_code_host_webhook_secret(host.id, &[1, 2], &[3; 12], 5).await.expect("set");
+    store.set_code_host_webhook_secret(host.id, &[4], &[5; 12], 6).await.expect("replace");
+    let secret = store.get_code_host_webhook_secret(host.id).await.expect("get").expect("some");
+    assert_eq!((secret.ciphertext, secret.nonce, secret.updated_at), (vec![4], vec![5; 12], 6));
+    assert!(!format!("{:?}", store.get_code_host_webhook_secret(host.id).await.expect("get")).contains("[4]"), "Debug shows no ciphertext");
+    assert!(matches!(store.set_code_host_webhook_secret(CodeHostId(999), &[1], &[1; 12], 7).await, Err(StoreError::NotFound { .. })));
+    store.delete_code_host_webhook_secret(host.id).await.expect("delete");
+    assert!(matches!(store.delete_code_host_webhook_secret(host.id).await, Err(StoreError::NotFound { .. })));
+    store.set_code_host_webhook_secret(other_host.id, &[1], &[1; 12], 8).await.expect("set");
+    store.delete_code_host(other_host.id).await.expect("delete host");
+
+    // Published changesets of one repository, by its name in any case.
+    let repository = |name: &str| NewRepository {
+        code_host_id: host.id,
+        name: name.to_owned(),
+        clone_url: format!("https://github.com/{name}.git"),
+        default_branch: None,
+        archived: false,
+        fork: false,
+    };
+    let app = store.upsert_repository(&repository("github.com/Acme/App"), 2).await.expect("repository");
+    let web = store.upsert_repository(&repository("github.com/acme/web"), 2).await.expect("repository");
+    let changeset = |repository_id, external_id: Option<&str>, publication_state: &str| NewChangeset {
+        repository_id,
+        batch_change_ids: Vec::new(),
+        owned_by_batch_change_id: None,
+        current_spec_id: None,
+        external_id: external_id.map(str::to_owned),
+        publication_state: publication_state.to_owned(),
+        reconciler_state: String::from("completed"),
+        metadata: json!({}),
+    };
+    let published = store.insert_changeset(&changeset(app.id, Some("7"), "PUBLISHED"), 3).await.expect("changeset");
+    store.insert_changeset(&changeset(app.id, None, "UNPUBLISHED"), 3).await.expect("changeset");
+    store.insert_changeset(&changeset(web.id, Some("1"), "PUBLISHED"), 3).await.expect("changeset");
+    let found = store.published_changesets_in_repository(host.id, "github.com/acme/app", 10).await.expect("find");
+    assert_eq!(found.iter().map(|changeset| changeset.id).collect::<Vec<_>>(), vec![published.id]);
+    assert!(store.published_changesets_in_repository(CodeHostId(999), "github.com/acme/app", 10).await.expect("find").is_empty());
+    assert!(store.published_changesets_in_repository(host.id, "github.com/acme/none", 10).await.expect("find").is_empty());
+}
+
 conformance_tests!(
     usernames_and_org_names_share_one_namespace,
     orgs_list_and_change_their_setting,
@@ -1164,4 +1221,5 @@ conformance_tests!(
     batch_specs_resolution_and_changesets,
     step_cache_round_trips,
     audit_log_and_executors,
+    webhook_secrets_and_published_changesets_by_repository,
 );

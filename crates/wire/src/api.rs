@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateCodeHost {
-    /// `git-directory`, `git-urls` or `github`.
+    /// `git-directory`, `git-urls`, `github`, `gitlab`, `gitea` (`forgejo` is the same kind) or
+    /// `bitbucket-server`.
     pub kind: String,
     pub name: String,
     /// For `git-directory`: the folder whose git repositories are mirrored.
@@ -15,7 +16,7 @@ pub struct CreateCodeHost {
     /// For `git-urls`: the clone URLs.
     #[serde(default)]
     pub urls: Vec<String>,
-    /// For forges (`github`): the API's base URL, e.g. https://api.github.com.
+    /// For forges: the API's base URL, e.g. https://api.github.com or https://HOST/api/v1 (Gitea).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// For forges: mirror every repository of this organisation...
@@ -58,6 +59,35 @@ pub struct CodeHostCredentialInfo {
     /// `connection` (the code host's own, site admins) or `user` (the caller's own).
     pub scope: String,
     pub username: Option<String>,
+    pub updated_at_ms: i64,
+}
+
+/// A code host connection's incoming webhook secret being set (site admins). Sent once,
+/// stored encrypted, never returned.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SetWebhookSecret {
+    pub secret: String,
+}
+
+impl std::fmt::Debug for SetWebhookSecret {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("SetWebhookSecret").field("secret", &"<redacted>").finish()
+    }
+}
+
+/// Where a code host connection's webhooks are received, without the secret.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookSecretInfo {
+    pub code_host_id: i64,
+    pub code_host: String,
+    pub kind: String,
+    /// The path on this server the forge delivers to (`/api/webhooks/NAME`), to prefix with the
+    /// server's URL as the forge reaches it.
+    pub path: String,
+    /// The events to enable on the forge.
+    pub events: Vec<String>,
     pub updated_at_ms: i64,
 }
 

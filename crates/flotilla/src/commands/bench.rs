@@ -293,7 +293,7 @@ pub async fn resolution(arguments: BenchResolutionArgs) -> anyhow::Result<ExitCo
 }
 
 /// A bare repository with one commit of `files`; returns its path and head commit.
-fn make_template(root: &std::path::Path, name: &str, files: &[(&str, &str)]) -> anyhow::Result<(std::path::PathBuf, String)> {
+pub(super) fn make_template(root: &std::path::Path, name: &str, files: &[(&str, &str)]) -> anyhow::Result<(std::path::PathBuf, String)> {
     let work = root.join(format!("{name}-work"));
     for (path, content) in files {
         let file = work.join(path);
@@ -321,7 +321,7 @@ fn make_template(root: &std::path::Path, name: &str, files: &[(&str, &str)]) -> 
 }
 
 /// Copies a folder as hard links (git objects never change, so mirrors can share them).
-fn hard_link_tree(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
+pub(super) fn hard_link_tree(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
     for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
         let entry = entry?;

@@ -4,9 +4,9 @@ use std::io::Read;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use flotilla_wire::api::{CodeHostCredentialInfo, CodeHostInfo, CreateCodeHost, SetCodeHostCredential};
+use flotilla_wire::api::{CodeHostCredentialInfo, CodeHostInfo, CreateCodeHost, SetCodeHostCredential, SetWebhookSecret, WebhookSecretInfo};
 
-use crate::cli::{CodehostAddArgs, CodehostCredentialNameArgs, CodehostCredentialSetArgs, CodehostRestrictArgs, JsonFlag};
+use crate::cli::{CodehostAddArgs, CodehostCredentialNameArgs, CodehostCredentialSetArgs, CodehostRestrictArgs, CodehostWebhookNameArgs, CodehostWebhookSetArgs, JsonFlag};
 use crate::client::Client;
 
 /// A token from standard input, without the trailing newline `echo` or a file adds.
@@ -140,5 +140,55 @@ pub async fn restrict(arguments: CodehostRestrictArgs) -> anyhow::Result<ExitCod
             arguments.name
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn webhook_secret_path(host: &CodeHostInfo) -> String {
+    format!("/api/v1/code-hosts/{}/webhook-secret", host.id)
+}
+
+/// The header each forge proves its deliveries with, for the printed instructions.
+fn proof_of(kind: &str) -> &'static str {
+    match kind {
+        "gitlab" => "the secret token (sent as X-Gitlab-Token)",
+        "gitea" => "the secret (signed as X-Gitea-Signature)",
+        "bitbucket-server" => "the secret (signed as X-Hub-Signature)",
+        _ => "the secret (signed as X-Hub-Signature-256), content type application/json",
+    }
+}
+
+pub async fn set_webhook_secret(arguments: CodehostWebhookSetArgs) -> anyhow::Result<ExitCode> {
+    let mut secret = String::new();
+    std::io::stdin().read_to_string(&mut secret).context("reading the webhook secret from standard input")?;
+    let secret = secret.strip_suffix('\n').map(|secret| secret.strip_suffix('\r').unwrap_or(secret)).unwrap_or(&secret).to_owned();
+    if secret.is_empty() {
+        bail!("no secret on standard input; pipe one in, e.g. `openssl rand -hex 32 | flotilla codehost webhook set {} --secret-stdin`", arguments.name);
+    }
+    let client = Client::new(arguments.connection.url, arguments.connection.token)?;
+    let host = find_host(&client, &arguments.name).await?;
+    let saved: WebhookSecretInfo = client.put(&webhook_secret_path(&host), &SetWebhookSecret { secret }).await?;
+    let base = arguments.public_url.as_deref().unwrap_or(client.base_url()).trim_end_matches('/');
+    let url = format!("{base}{}", saved.path);
+    if arguments.json {
+        let mut answer = serde_json::to_value(&saved)?;
+        answer["url"] = serde_json::Value::String(url);
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+    } else {
+        println!("{url}");
+        eprintln!(
+            "saved the webhook secret of {}. On the forge, add a webhook with the URL above, {}, and these events: {}",
+            saved.code_host,
+            proof_of(&saved.kind),
+            saved.events.join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn delete_webhook_secret(arguments: CodehostWebhookNameArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(arguments.connection.url, arguments.connection.token)?;
+    let host = find_host(&client, &arguments.name).await?;
+    client.delete(&webhook_secret_path(&host)).await?;
+    eprintln!("deleted the webhook secret of {}; its deliveries are refused until one is set again", host.name);
     Ok(ExitCode::SUCCESS)
 }

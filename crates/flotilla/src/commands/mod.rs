@@ -2,6 +2,7 @@
 
 mod batch;
 mod bench;
+mod bench_e2e;
 mod codehost;
 mod remote;
 mod repos;
@@ -12,7 +13,7 @@ mod up;
 
 use std::process::ExitCode;
 
-use crate::cli::{BatchCommand, BenchCommand, ChangesetsCommand, Cli, CodehostCommand, CodehostCredentialCommand, Command, OrgsCommand, ReposCommand, SecretsCommand, TokensCommand, UsersCommand};
+use crate::cli::{BatchCommand, BenchCommand, ChangesetsCommand, Cli, CodehostCommand, CodehostCredentialCommand, CodehostWebhookCommand, Command, OrgsCommand, ReposCommand, SecretsCommand, TokensCommand, UsersCommand};
 
 pub fn run(arguments: Cli) -> anyhow::Result<ExitCode> {
     match arguments.command {
@@ -30,6 +31,7 @@ pub fn run(arguments: Cli) -> anyhow::Result<ExitCode> {
         Command::Up(up) => runtime()?.block_on(up::up(up)),
         Command::Bench(BenchCommand::Queue(queue)) => runtime()?.block_on(bench::queue(queue)),
         Command::Bench(BenchCommand::Resolution(resolution)) => runtime()?.block_on(bench::resolution(resolution)),
+        Command::Bench(BenchCommand::E2e(e2e)) => runtime()?.block_on(bench_e2e::e2e(e2e)),
         Command::Server(server) => runtime()?.block_on(up::server(server)),
         Command::Executor(executor) => runtime()?.block_on(up::executor(executor)),
         Command::Codehost(CodehostCommand::Add(add)) => runtime()?.block_on(codehost::add(add)),
@@ -38,6 +40,8 @@ pub fn run(arguments: Cli) -> anyhow::Result<ExitCode> {
         Command::Codehost(CodehostCommand::Credential(CodehostCredentialCommand::Set(set))) => runtime()?.block_on(codehost::set_credential(set)),
         Command::Codehost(CodehostCommand::Credential(CodehostCredentialCommand::Delete(delete))) => runtime()?.block_on(codehost::delete_credential(delete)),
         Command::Codehost(CodehostCommand::Credential(CodehostCredentialCommand::List(list))) => runtime()?.block_on(codehost::list_credentials(list)),
+        Command::Codehost(CodehostCommand::Webhook(CodehostWebhookCommand::Set(set))) => runtime()?.block_on(codehost::set_webhook_secret(set)),
+        Command::Codehost(CodehostCommand::Webhook(CodehostWebhookCommand::Delete(delete))) => runtime()?.block_on(codehost::delete_webhook_secret(delete)),
         Command::Users(UsersCommand::Create(create)) => runtime()?.block_on(accounts::create_user(create)),
         Command::Users(UsersCommand::List(list)) => runtime()?.block_on(accounts::list_users(list)),
         Command::Users(UsersCommand::SetPassword(user)) => runtime()?.block_on(accounts::set_password(user)),
