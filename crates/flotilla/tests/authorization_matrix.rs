@@ -113,6 +113,19 @@ const MATRIX: &[Row] = &[
     row("GET",    "/.executors/jobs/{job_id}/mount-files/{file_id}", "/.executors/jobs/{jobA}/mount-files/1",   "",                  [401, 401, 401, 401, 401, 401, 404]),
     row("POST",   "/.executors/jobs/{job_id}/complete",         "/.executors/jobs/{jobA}/complete",                EMPTY_RESULT,        [401, 401, 401, 401, 401, 401, 204]),
     row("POST",   "/.executors/jobs/{job_id}/fail",             "/.executors/jobs/{jobB}/fail",                    r#"{"message": "matrix", "infrastructure": false}"#, [401, 401, 401, 401, 401, 401, 204]),
+    // The web interface's routes; the log stream comes after job A completed, so it ends.
+    row("GET", "/api/v1/me", "/api/v1/me", "", [401, 200, 200, 200, 200, 401, 401]),
+    row("GET", "/api/v1/batch-changes", "/api/v1/batch-changes?namespace=matrix-org", "", [401, 200, 200, 200, 200, 401, 401]),
+    row("GET", "/api/v1/batch-changes/{name}", "/api/v1/batch-changes/never-applied", "", [401, 404, 404, 404, 404, 401, 401]),
+    row("GET", "/api/v1/batch-specs", "/api/v1/batch-specs?namespace=matrix-org", "", [401, 200, 200, 200, 200, 401, 401]),
+    row("POST", "/api/v1/batch-specs/validate", "/api/v1/batch-specs/validate", r#"{"spec": "name: x\non: 3\n"}"#, [401, 200, 200, 200, 200, 401, 401]),
+    row("GET", "/api/v1/workspaces/{id}", "/api/v1/workspaces/{workspaceA}", "", [401, 200, 200, 200, 200, 401, 401]),
+    row("GET", "/api/v1/executors", "/api/v1/executors", "", [401, 403, 403, 403, 200, 401, 401]),
+    row("GET", "/api/v1/batch-templates", "/api/v1/batch-templates", "", [401, 200, 200, 200, 200, 401, 401]),
+    row("POST", "/api/v1/batch-templates", "/api/v1/batch-templates", r#"{"name": "tpl-{caller}", "spec": "name: t\non:\n  - repository: local/a\nsteps:\n  - run: echo\n    container: alpine:3\nchangesetTemplate:\n  title: t\n  branch: b\n  commit:\n    message: m\n"}"#, [401, 403, 403, 403, 201, 401, 401]),
+    row("DELETE", "/api/v1/batch-templates/{name}", "/api/v1/batch-templates/tpl-{caller}", "", [401, 403, 403, 403, 204, 401, 401]),
+    row("POST", "/api/v1/sessions/token", "/api/v1/sessions/token", "", [401, 201, 201, 201, 201, 401, 401]),
+    row("GET", "/api/v1/jobs/{id}/logs/stream", "/api/v1/jobs/{jobA}/logs/stream", "", [401, 200, 200, 200, 200, 401, 401]),
     // Last: signing out revokes the caller's own token.
     row("DELETE", "/api/v1/sessions/current",                   "/api/v1/sessions/current",                        "",                  [401, 204, 204, 204, 204, 401, 401]),
 ];
@@ -237,7 +250,7 @@ fn set_up(root: &Path) -> (support::Running, World) {
         &serde_json::json!({"namespace": "matrix-org", "spec": "name: org-spec\non:\n  - repository: nowhere/nothing\nsteps:\n  - run: echo\n    container: alpine:3\nchangesetTemplate:\n  title: t\n  branch: b\n  commit:\n    message: m\n"}).to_string(),
     );
     let job_spec = "name: jobs\non:\n  - repository: local/a\n  - repository: local/b\nsteps:\n  - run: echo\n    container: alpine:3\nchangesetTemplate:\n  title: t\n  branch: b\n  commit:\n    message: m\n";
-    call("POST", "/api/v1/batch-specs", &admin, &serde_json::json!({"spec": job_spec}).to_string());
+    let jobs_spec = call("POST", "/api/v1/batch-specs", &admin, &serde_json::json!({"spec": job_spec}).to_string());
     let dequeue = serde_json::json!({"executor": serde_json::from_str::<serde_json::Value>(EXECUTOR_DESCRIPTION).expect("description")}).to_string();
     let mut jobs = Vec::new();
     wait_until(Duration::from_secs(60), "both jobs to be dequeued", || {
@@ -263,6 +276,9 @@ fn set_up(root: &Path) -> (support::Running, World) {
     values.insert("{orgspec}", org_spec["id"].as_str().expect("spec id").to_owned());
     values.insert("{jobA}", jobs[0]["id"].to_string());
     values.insert("{jobB}", jobs[1]["id"].to_string());
+    let workspaces = call("GET", &format!("/api/v1/batch-specs/{}/workspaces", jobs_spec["id"].as_str().expect("spec id")), &admin, "");
+    let workspace_a = workspaces["workspaces"].as_array().expect("workspaces").iter().find(|workspace| workspace["repository"] == "local/a").expect("local/a's workspace");
+    values.insert("{workspaceA}", workspace_a["id"].to_string());
     values.insert("{codehost}", hosts[0]["id"].to_string());
     values.insert("{remotehost}", remote_host["id"].to_string());
     values.insert("{forgehost}", forge_host["id"].to_string());

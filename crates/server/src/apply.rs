@@ -217,10 +217,11 @@ async fn preview(State(state): State<SharedState>, headers: HeaderMap, Path(id):
     Ok(Json(decide(&state, &row).await?.plan))
 }
 
-async fn apply(State(state): State<SharedState>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<Json<ApplyPlan>> {
+async fn apply(State(state): State<SharedState>, headers: HeaderMap, Path(id): Path<String>, body: axum::body::Bytes) -> ApiResult<Json<ApplyPlan>> {
     let caller = authenticate(&state, &headers).await?;
     let row = crate::api::batch_spec_by_id(&state, &id).await?;
     crate::access::require_can_administer(&state, &caller, &row).await?;
+    let choices = crate::publication_choices::parse(&body)?;
     let status = crate::api::batch_spec_status(&state, &row).await?;
     if !matches!(status.state.as_str(), "completed" | "failed") {
         return Err(ApiError::conflict(format!("the batch spec is still {}: wait until its workspaces finish (`flotilla batch preview` waits)", status.state)));
@@ -229,6 +230,7 @@ async fn apply(State(state): State<SharedState>, headers: HeaderMap, Path(id): P
         return Err(ApiError::conflict(format!("the batch spec cannot be applied: {}", status.problems.join("; "))));
     }
     let decided = decide(&state, &row).await?;
+    let chosen = crate::publication_choices::resolve(&state, &row, &choices).await?;
     let now = Clock::now_ms();
     let spec: BatchSpec = serde_json::from_value(row.parsed_spec.clone()).map_err(|error| ApiError::internal(format!("the stored spec is unreadable: {error}")))?;
     let batch_change = match &decided.existing {
@@ -250,6 +252,7 @@ async fn apply(State(state): State<SharedState>, headers: HeaderMap, Path(id): P
         }
     };
     state.store.record_apply(batch_change.id, &decided.created, &decided.continued, &decided.retired, state.reconciler_entry(), now).await?;
+    crate::publication_choices::record(&state, batch_change.id, &chosen, now).await?;
     state
         .store
         .update_batch_change(

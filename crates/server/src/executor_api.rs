@@ -365,6 +365,7 @@ async fn append_log(
             },
         )
         .await?;
+    state.log_updates.changed(JobId(job_id));
     Ok(Json(LogEntryCreated { index }))
 }
 
@@ -379,6 +380,7 @@ async fn update_log(
         .store
         .update_log_entry(JobId(job_id), &executor, index, &update.output, update.exit_code.map(i64::from), update.duration_ms)
         .await?;
+    state.log_updates.changed(JobId(job_id));
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -389,6 +391,7 @@ async fn complete(
     Json(result): Json<JobResult>,
 ) -> ApiResult<StatusCode> {
     let (job, executor) = authorize_report(&state, &headers, job_id).await?;
+    let _announce = AnnounceOnDrop(&state, job.id);
     // Build the changeset specs before the job is marked complete: if the result cannot
     // become changeset specs (a template fails, two specs share a branch), the workspace
     // fails with that message instead.
@@ -421,6 +424,7 @@ async fn fail(
     Json(failure): Json<JobFailure>,
 ) -> ApiResult<StatusCode> {
     let (job, executor) = authorize_report(&state, &headers, job_id).await?;
+    let _announce = AnnounceOnDrop(&state, job.id);
     crate::changeset_specs::store_cache_entries(&state, &job, &failure.cache_entries).await?;
     let message = if failure.infrastructure { format!("infrastructure failure: {}", failure.message) } else { failure.message };
     if failure.infrastructure {
@@ -445,6 +449,15 @@ async fn fail(
             Ok(StatusCode::NO_CONTENT)
         }
         CompletionOutcome::Ignored { .. } => Err(ApiError::conflict("the job was already finished or given to another executor")),
+    }
+}
+
+/// Tells live log streams that a job changed when a report finishes, however it returns.
+struct AnnounceOnDrop<'a>(&'a SharedState, JobId);
+
+impl Drop for AnnounceOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.log_updates.changed(self.1);
     }
 }
 

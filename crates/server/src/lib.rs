@@ -16,7 +16,10 @@
 //! pushes branches),
 //! [`janitor`] (stalled jobs), [`secrets_crypto`] (tokens and encryption at rest),
 //! [`incoming_webhooks`] (forges' deliveries → immediate changeset syncs) with the pure
-//! [`forge_webhooks`] (signatures and payloads per forge).
+//! [`forge_webhooks`] (signatures and payloads per forge),
+//! [`web_api`], [`templates`] and [`log_stream`] (what the web interface needs: listings,
+//! validation as you type, the template library, live logs as server-sent events); the web
+//! client itself is `flotilla-web`, served for every path no route matches.
 //! Only this crate knows HTTP routing; only `flotilla-store` knows SQL.
 
 pub mod access;
@@ -33,18 +36,22 @@ pub mod forge_webhooks;
 pub mod forges;
 pub mod incoming_webhooks;
 pub mod janitor;
+pub mod log_stream;
 pub mod metrics;
 pub mod mirrors;
 pub mod reconciler;
 pub mod reconciler_plan;
 pub mod passwords;
+pub mod publication_choices;
 pub mod resolution;
 pub mod rollout;
 pub mod secrets;
 pub mod search_index;
 pub mod secrets_crypto;
 pub mod statistics;
+pub mod templates;
 pub mod tokens;
+pub mod web_api;
 pub mod webhooks;
 
 use std::net::SocketAddr;
@@ -152,6 +159,8 @@ pub struct AppState {
     pub job_durations: metrics::JobDurations,
     /// When each executor was last recorded from a dequeue (see `executor_api`).
     pub executors_seen: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+    /// Log writes announced to live log streams (see `log_stream`).
+    pub log_updates: log_stream::LogUpdates,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -187,6 +196,7 @@ pub struct RunningServer {
 impl RunningServer {
     /// Stops serving and waits for the workers to finish.
     pub async fn stop(mut self) {
+        self.state.log_updates.close();
         self.shutdown.cancel();
         while self.tasks.join_next().await.is_some() {}
     }
@@ -229,6 +239,7 @@ pub async fn start(config: ServerConfig, store: Store) -> anyhow::Result<Running
         dequeue_caches: executor_api::DequeueCaches::default(),
         mirror_locks: std::sync::Mutex::new(std::collections::HashMap::new()),
         executors_seen: std::sync::Mutex::new(std::collections::HashMap::new()),
+        log_updates: log_stream::LogUpdates::default(),
     });
     let shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
@@ -243,6 +254,11 @@ pub async fn start(config: ServerConfig, store: Store) -> anyhow::Result<Running
         .merge(statistics::router(state.clone()))
         .merge(incoming_webhooks::router(state.clone()))
         .merge(executor_api::router(state.clone()))
+        .merge(web_api::router(state.clone()))
+        .merge(templates::router(state.clone()))
+        .merge(log_stream::router(state.clone()))
+        // Last: the web interface answers every path no route above matches.
+        .merge(flotilla_web::router())
         .layer(axum::middleware::map_response(error::json_refusals));
     let serve_shutdown = shutdown.clone();
     tasks.spawn(async move {

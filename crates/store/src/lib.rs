@@ -33,6 +33,7 @@ pub mod queue;
 pub mod secrets;
 mod sqlite_queue;
 pub mod step_cache;
+pub mod templates;
 pub mod webhook_secrets;
 
 pub use backend::{Dialect, Store};
@@ -51,4 +52,5 @@ pub use credentials::*;
 pub use queue::*;
 pub use secrets::*;
 pub use step_cache::*;
+pub use templates::*;
 pub use webhook_secrets::*;

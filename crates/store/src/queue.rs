@@ -644,6 +644,18 @@ impl Store {
         })
     }
 
+    /// How many jobs each executor is processing now (for the executors page).
+    pub async fn processing_jobs_by_executor(&self) -> Result<std::collections::HashMap<String, i64>, StoreError> {
+        let rows = on_pool!(self, pool, dialect => {
+            sqlx::query_as::<_, (String, i64)>(
+                "SELECT executor_name, COUNT(*) FROM execution_jobs WHERE state = 'processing' AND executor_name IS NOT NULL GROUP BY executor_name",
+            )
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows.into_iter().collect())
+    }
+
     /// Looks up a job token by its hash. Valid only while the job is processing and before the
     /// token expires.
     pub async fn lookup_job_token(

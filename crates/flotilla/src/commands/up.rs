@@ -69,6 +69,7 @@ pub async fn up(arguments: UpArgs) -> anyhow::Result<ExitCode> {
     }
 
     println!("Flotilla is running at {url}");
+    println!("  web interface: {url}/ (sign in with the admin token below)");
     println!("  data directory: {}", data_dir.display());
     println!("  local executors: {executors} ({})", runtime.name());
     match &credentials.admin_token {
@@ -101,6 +102,7 @@ pub async fn server(arguments: ServerArgs) -> anyhow::Result<ExitCode> {
     let credentials = bootstrap(&store, arguments.admin_token.as_deref(), arguments.executor_token.as_deref()).await?;
     let server = start(config, store).await?;
     println!("Flotilla server listening on http://{}", server.address);
+    println!("  web interface: http://{}/", server.address);
     if let Some(token) = &credentials.admin_token {
         println!("  admin token ({}): {token}", credentials.admin_username);
     }
