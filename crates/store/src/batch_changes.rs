@@ -671,6 +671,34 @@ impl Store {
             Ok(())
         })
     }
+
+    /// Records that the reconciler is still working on a changeset it took (its `updated_at`
+    /// is the reconciler's heartbeat while it is `processing`).
+    pub async fn touch_reconciling(&self, changeset_id: ChangesetId, now_ms: i64) -> Result<(), StoreError> {
+        write_transaction!(self, tx, dialect => {
+            sqlx::query("UPDATE changesets SET updated_at = $2 WHERE id = $1 AND reconciler_state = 'processing'")
+                .bind(changeset_id)
+                .bind(now_ms)
+                .execute(&mut **tx)
+                .await?;
+            Ok(())
+        })
+    }
+
+    /// Queues again the changesets a reconciler took and stopped reporting on before
+    /// `stalled_before_ms` (its server process died mid-way); returns how many. Reconciling is
+    /// idempotent (the plan is made from the stored state, and a pull request is looked for by
+    /// its branch before one is opened), so doing one again is safe.
+    pub async fn requeue_stalled_reconciling(&self, stalled_before_ms: i64, now_ms: i64) -> Result<u64, StoreError> {
+        write_transaction!(self, tx, dialect => {
+            Ok(sqlx::query("UPDATE changesets SET reconciler_state = 'queued', updated_at = $2 WHERE reconciler_state = 'processing' AND updated_at < $1")
+                .bind(stalled_before_ms)
+                .bind(now_ms)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected())
+        })
+    }
 }
 
 /// What one reconciler pass did to a changeset (`None` leaves a column as it was).

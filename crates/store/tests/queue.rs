@@ -917,7 +917,24 @@ async fn infrastructure_failures_are_retried_a_bounded_number_of_times(store: St
     );
 }
 
+/// A resolution interrupted by a crash is redone from nothing: what it wrote goes, in one
+/// transaction, so no workspace, job or changeset spec appears twice.
+async fn discarding_a_resolutions_output_removes_its_workspaces_and_jobs(store: Store) {
+    let resolved = fixture(&store, "resolver", 3).await;
+    store.enqueue_execution_jobs(&jobs_for(&resolved, "")[..2], 0).await.expect("enqueuing");
+    let other = fixture(&store, "bystander", 2).await;
+    store.enqueue_execution_jobs(&jobs_for(&other, ""), 0).await.expect("enqueuing");
+
+    assert_eq!(store.discard_resolution_output(resolved.batch_spec_id).await.expect("discarding"), 3);
+    assert_eq!(store.count_workspaces(resolved.batch_spec_id).await.expect("count"), 0);
+    assert_eq!(store.discard_resolution_output(resolved.batch_spec_id).await.expect("discarding again"), 0);
+    assert_eq!(store.count_workspaces(other.batch_spec_id).await.expect("count"), 2, "other batch specs keep theirs");
+    let dequeued = dequeue(&store, "exec", &RoutingFilter::unrouted_only(), 10).await.expect("the other spec's job is still queued");
+    assert_eq!(dequeued.job.batch_spec_id, other.batch_spec_id, "only the other spec's jobs are left");
+}
+
 conformance_tests!(
+    discarding_a_resolutions_output_removes_its_workspaces_and_jobs,
     infrastructure_failures_are_retried_a_bounded_number_of_times,
     concurrent_dequeue_hands_each_job_out_once,
     dequeue_is_round_robin_across_users,
