@@ -933,7 +933,49 @@ async fn discarding_a_resolutions_output_removes_its_workspaces_and_jobs(store: 
     assert_eq!(dequeued.job.batch_spec_id, other.batch_spec_id, "only the other spec's jobs are left");
 }
 
+/// A completion's changeset specs replace an earlier report's, and only the job's owner may
+/// store them: a workspace never has two sets, and a crash before completion loses none.
+async fn a_workspaces_changeset_specs_are_replaced_only_by_the_jobs_owner(store: Store) {
+    let fixture = fixture(&store, "publisher", 1).await;
+    store.enqueue_execution_jobs(&jobs_for(&fixture, ""), 0).await.expect("enqueuing");
+    let dequeued = dequeue(&store, "owner", &RoutingFilter::unrouted_only(), 10).await.expect("a job");
+    let workspace_id = fixture.workspace_ids[0];
+    let spec = |title: &str| NewChangesetSpec {
+        rand_id: format!("spec-{title}"),
+        batch_spec_id: fixture.batch_spec_id,
+        workspace_id: Some(workspace_id),
+        repository_id: dequeued.repository_id,
+        kind: ChangesetSpecKind::Branch,
+        external_id: None,
+        base_ref: Some("main".to_owned()),
+        base_rev: None,
+        head_ref: Some("batch/x".to_owned()),
+        title: Some(title.to_owned()),
+        body: None,
+        published: None,
+        diff: None,
+        commit_message: None,
+        author_name: None,
+        author_email: None,
+        fork: None,
+        diff_stat_added: 0,
+        diff_stat_deleted: 0,
+    };
+    let replace = |executor: &'static str, title: &'static str| {
+        let store = store.clone();
+        let specs = vec![spec(title)];
+        async move { store.replace_workspace_changeset_specs(dequeued.job.id, executor, workspace_id, &specs, 20).await.expect("storing specs") }
+    };
+    assert!(replace("owner", "first report").await);
+    assert!(replace("owner", "second report").await, "a report repeated after a crash replaces the first");
+    assert!(!replace("someone-else", "intruder").await, "only the job's owner stores specs");
+    let titles: Vec<Option<String>> =
+        store.list_changeset_specs(fixture.batch_spec_id, None, 10).await.expect("listing").into_iter().map(|stored| stored.title).collect();
+    assert_eq!(titles, vec![Some("second report".to_owned())]);
+}
+
 conformance_tests!(
+    a_workspaces_changeset_specs_are_replaced_only_by_the_jobs_owner,
     discarding_a_resolutions_output_removes_its_workspaces_and_jobs,
     infrastructure_failures_are_retried_a_bounded_number_of_times,
     concurrent_dequeue_hands_each_job_out_once,
