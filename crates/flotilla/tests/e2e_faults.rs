@@ -316,14 +316,27 @@ fn server_killed_mid_execution(test: &str, database_url: Option<&str>) {
 
 #[test]
 fn the_server_killed_mid_resolution_resumes() {
-    let mut random = Random::from_environment("the_server_killed_mid_resolution_resumes");
+    server_killed_mid_resolution("the_server_killed_mid_resolution_resumes", None);
+}
+
+#[test]
+fn the_server_on_postgres_killed_mid_resolution_resumes() {
+    let Some(database_url) = postgres_database("faults_resolution") else { return };
+    server_killed_mid_resolution("the_server_on_postgres_killed_mid_resolution_resumes", Some(&database_url));
+}
+
+/// A SIGKILL of the server while it resolves a spec over 300 repositories, then a restart on
+/// the same data and port.
+fn server_killed_mid_resolution(test: &str, database_url: Option<&str>) {
+    let mut random = Random::from_environment(test);
     let started = Instant::now();
     let root = tempfile::tempdir().expect("temp dir");
     let data = root.path().join("data");
     let port = support::free_port();
     let url = format!("http://127.0.0.1:{port}");
     let count = 300;
-    let mut server = Some(start_server_at(&data, port, &[]));
+    let server_arguments: Vec<&str> = database_url.map(|database_url| vec!["--database-url", database_url]).unwrap_or_default();
+    let mut server = Some(start_server_at(&data, port, &server_arguments));
     setup_git_code_host(&url, root.path(), count);
     eprintln!("{count} repositories mirrored in {:.1} s", started.elapsed().as_secs_f64());
     // `file:` makes resolution list every repository's tree: the slow kind of resolution.
@@ -349,7 +362,7 @@ fn the_server_killed_mid_resolution_resumes() {
     assert_eq!(before_kill["resolutionState"], "processing", "the kill landed while resolution ran");
 
     let restarted = Instant::now();
-    let _server = start_server_at(&data, port, &[]);
+    let _server = start_server_at(&data, port, &server_arguments);
     wait_until(Duration::from_secs(45), "the resolution to resume and finish", || status(&url, &id)["resolutionState"] == "completed");
     let resumed_after = restarted.elapsed();
     assert!(server_log_lines(&data, "resolutions of a server process that stopped were reset") >= 1, "the restarted server took the resolution back");
@@ -366,7 +379,19 @@ fn the_server_killed_mid_resolution_resumes() {
 
 #[test]
 fn the_server_killed_mid_publishing_opens_no_pull_request_twice() {
-    let mut random = Random::from_environment("the_server_killed_mid_publishing_opens_no_pull_request_twice");
+    server_killed_mid_publishing("the_server_killed_mid_publishing_opens_no_pull_request_twice", None);
+}
+
+#[test]
+fn the_server_on_postgres_killed_mid_publishing_opens_no_pull_request_twice() {
+    let Some(database_url) = postgres_database("faults_publishing") else { return };
+    server_killed_mid_publishing("the_server_on_postgres_killed_mid_publishing_opens_no_pull_request_twice", Some(&database_url));
+}
+
+/// Three SIGKILLs of the server while its reconciler opens pull requests on the GitHub
+/// emulator, each followed by a restart on the same data and port.
+fn server_killed_mid_publishing(test: &str, database_url: Option<&str>) {
+    let mut random = Random::from_environment(test);
     let started = Instant::now();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let emulator = runtime.block_on(Emulator::start(EmulatorConfig::default())).expect("emulator");
@@ -378,7 +403,10 @@ fn the_server_killed_mid_publishing_opens_no_pull_request_twice() {
     let data = root.path().join("data");
     let port = support::free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let server_arguments = ["--changeset-sync-interval", "3600"];
+    let mut server_arguments = vec!["--changeset-sync-interval", "3600"];
+    if let Some(database_url) = database_url {
+        server_arguments.extend(["--database-url", database_url]);
+    }
     let mut server = Some(start_server_at(&data, port, &server_arguments));
     let _executor = start_executor(&url, EXECUTOR, "publisher", &root.path().join("executor"), "process");
     let added = run_client(
