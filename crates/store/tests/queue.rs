@@ -934,7 +934,8 @@ async fn discarding_a_resolutions_output_removes_its_workspaces_and_jobs(store: 
 }
 
 /// A completion's changeset specs replace an earlier report's, and only the job's owner may
-/// store them: a workspace never has two sets, and a crash before completion loses none.
+/// store them: a workspace never has two sets, a crash before completion loses none, and a
+/// job that fails in the end leaves none.
 async fn a_workspaces_changeset_specs_are_replaced_only_by_the_jobs_owner(store: Store) {
     let fixture = fixture(&store, "publisher", 1).await;
     store.enqueue_execution_jobs(&jobs_for(&fixture, ""), 0).await.expect("enqueuing");
@@ -972,6 +973,11 @@ async fn a_workspaces_changeset_specs_are_replaced_only_by_the_jobs_owner(store:
     let titles: Vec<Option<String>> =
         store.list_changeset_specs(fixture.batch_spec_id, None, 10).await.expect("listing").into_iter().map(|stored| stored.title).collect();
     assert_eq!(titles, vec![Some("second report".to_owned())]);
+
+    // The server died before the job completed, and the job then failed: it keeps no specs.
+    let failed = store.fail_job(dequeued.job.id, "owner", "the step failed", 30).await.expect("failing");
+    assert_eq!(failed, CompletionOutcome::Applied { final_state: JobState::Failed });
+    assert!(store.list_changeset_specs(fixture.batch_spec_id, None, 10).await.expect("listing").is_empty(), "a failed workspace has no changeset specs");
 }
 
 conformance_tests!(
