@@ -1,6 +1,7 @@
 //! The reconciler: a background worker that brings each queued changeset to where its spec
 //! wants it, one changeset at a time, with the operations [`crate::reconciler_plan`] decides
-//! from the stored state (so a crash mid-way just plans the rest again).
+//! from the stored state (so a crash mid-way just plans the rest again: the changeset a dead
+//! server process held is heartbeated while worked on, and queued again by the janitor).
 //!
 //! On plain git hosts (a folder of repositories, or git URLs) a changeset is a branch: `Push`
 //! commits the spec's diff onto its base in the server's mirror and force-pushes it to the

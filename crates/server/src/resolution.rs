@@ -9,6 +9,8 @@
 //! is dropped. Workspaces are written and their jobs queued in chunks as they are found, so
 //! executors start on the first ones before the last are resolved. Step results already in
 //! the user's cache are reused: a fully cached workspace gets its changeset specs at once.
+//! The worker heartbeats while it resolves; a resolution whose server process died is queued
+//! again by the janitor and starts over from nothing, so each workspace is written once.
 
 use std::collections::{BTreeMap, BTreeSet};
 
