@@ -105,7 +105,12 @@ fn run_client(url: &str, arguments: &[&str], stdin: Option<&str>) -> std::proces
 /// code host `fleet` and mirrored. Copies are hard links of one repository (git never rewrites
 /// an object file), so hundreds take a moment.
 fn setup_git_code_host(url: &str, root: &Path, count: usize) {
-    make_repository(root, "template", &[("README.md", "# service\n")]);
+    setup_git_code_host_with(url, root, count, &[("README.md", "# service\n")]);
+}
+
+/// The same with `files` in every repository.
+fn setup_git_code_host_with(url: &str, root: &Path, count: usize, files: &[(&str, &str)]) {
+    make_repository(root, "template", files);
     let template = root.join("repos").join("template.git");
     for index in 0..count {
         hard_link_tree(&template, &root.join("repos").join(format!("service-{index:03}.git")));
@@ -325,8 +330,9 @@ fn the_server_on_postgres_killed_mid_resolution_resumes() {
     server_killed_mid_resolution("the_server_on_postgres_killed_mid_resolution_resumes", Some(&database_url));
 }
 
-/// A SIGKILL of the server while it resolves a spec over 300 repositories, then a restart on
-/// the same data and port.
+/// A SIGKILL of the server while it resolves a spec over 300 repositories of four projects each
+/// (1,200 workspaces, written in chunks of 500), after the first chunk was written and queued,
+/// then a restart on the same data and port.
 fn server_killed_mid_resolution(test: &str, database_url: Option<&str>) {
     let mut random = Random::from_environment(test);
     let started = Instant::now();
@@ -334,47 +340,55 @@ fn server_killed_mid_resolution(test: &str, database_url: Option<&str>) {
     let data = root.path().join("data");
     let port = support::free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let count = 300;
+    let (repositories, projects) = (300, 4);
+    let count = repositories * projects;
     let server_arguments: Vec<&str> = database_url.map(|database_url| vec!["--database-url", database_url]).unwrap_or_default();
     let mut server = Some(start_server_at(&data, port, &server_arguments));
-    setup_git_code_host(&url, root.path(), count);
-    eprintln!("{count} repositories mirrored in {:.1} s", started.elapsed().as_secs_f64());
-    // `file:` makes resolution list every repository's tree: the slow kind of resolution.
+    let files = [("README.md", "# service\n"), ("a/go.mod", "module a\n"), ("b/go.mod", "module b\n"), ("c/go.mod", "module c\n"), ("d/go.mod", "module d\n")];
+    setup_git_code_host_with(&url, root.path(), repositories, &files);
+    eprintln!("{repositories} repositories mirrored in {:.1} s", started.elapsed().as_secs_f64());
+    // `file:` and `workspaces` make resolution list every repository's tree.
     let id = start_spec(
         &url,
         root.path(),
-        "name: kill-resolution\non:\n  - repositoriesMatchingQuery: repo:^fleet/ file:^README\\.md$\nsteps:\n  - run: echo touched >> README.md\n    container: alpine:3\nchangesetTemplate:\n  title: t\n  branch: batch/touch\n  commit:\n    message: touch\n",
+        "name: kill-resolution\non:\n  - repositoriesMatchingQuery: repo:^fleet/ file:^README\\.md$\nworkspaces:\n  - rootAtLocationOf: go.mod\n    in: fleet/*\nsteps:\n  - run: echo touched >> README.md\n    container: alpine:3\nchangesetTemplate:\n  title: t\n  branch: batch/touch-${{ steps.path }}\n  commit:\n    message: touch\n",
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    // Kill once the first chunk is queued (a random few milliseconds later), before the end.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let before_kill = loop {
         let current = status(&url, &id);
-        if current["resolutionState"] == "processing" {
-            break;
+        assert!(current["resolutionState"] != "completed", "the resolution ended before the kill could land: {current}");
+        if current["resolutionState"] == "processing" && current["workspaces"].as_i64().unwrap_or(0) > 0 {
+            std::thread::sleep(Duration::from_millis(random.between(0, 20)));
+            break current;
         }
-        assert!(current["resolutionState"] == "queued", "the kill must land while resolution runs: {current}");
-        assert!(Instant::now() < deadline, "resolution never started: {current}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    std::thread::sleep(Duration::from_millis(random.between(0, 150)));
-    let before_kill = status(&url, &id);
+        assert!(Instant::now() < deadline, "resolution wrote nothing in time: {current}");
+    };
     sigkill(server.take().expect("the server runs"));
     eprintln!("server killed mid-resolution: {before_kill}");
-    assert_eq!(before_kill["resolutionState"], "processing", "the kill landed while resolution ran");
 
     let restarted = Instant::now();
     let _server = start_server_at(&data, port, &server_arguments);
+    let after_restart = status(&url, &id);
+    assert_eq!(after_restart["resolutionState"], "processing", "the kill landed while resolution ran: {after_restart}");
+    assert!(after_restart["workspaces"].as_i64().unwrap_or(0) > 0, "part of the workspaces had been written: {after_restart}");
     wait_until(Duration::from_secs(45), "the resolution to resume and finish", || status(&url, &id)["resolutionState"] == "completed");
     let resumed_after = restarted.elapsed();
     assert!(server_log_lines(&data, "resolutions of a server process that stopped were reset") >= 1, "the restarted server took the resolution back");
     let final_status = status(&url, &id);
-    assert_eq!(final_status["workspaces"], count as i64, "every repository once: {final_status}");
+    assert_eq!(final_status["workspaces"], count as i64, "every project once: {final_status}");
     assert_eq!(final_status["jobs"]["queued"], count as i64, "one job per workspace: {final_status}");
     let listed = workspaces(&url, &id);
-    let mut repositories: Vec<&str> = listed.iter().map(|workspace| workspace["repository"].as_str().expect("repository")).collect();
-    repositories.sort_unstable();
-    repositories.dedup();
-    assert_eq!((listed.len(), repositories.len()), (count, count), "one workspace per repository");
-    eprintln!("resolution of {count} repositories resumed and finished {:.1} s after the restart", resumed_after.as_secs_f64());
+    let mut keys: Vec<(&str, &str)> =
+        listed.iter().map(|workspace| (workspace["repository"].as_str().expect("repository"), workspace["path"].as_str().expect("path"))).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!((listed.len(), keys.len()), (count, count), "one workspace per project");
+    eprintln!(
+        "resolution of {count} workspaces ({} written before the kill) resumed and finished {:.1} s after the restart",
+        after_restart["workspaces"],
+        resumed_after.as_secs_f64()
+    );
 }
 
 #[test]
