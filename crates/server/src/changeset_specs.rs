@@ -277,11 +277,11 @@ pub fn published_json(value: PublishedValue) -> serde_json::Value {
     }
 }
 
-/// Stores a completed job's changeset specs and cache entries.
-pub async fn store_for_job(state: &SharedState, job: &ExecutionJob, result: &JobResult, specs: Vec<NewChangesetSpec>) -> ApiResult<()> {
+/// Stores a job's changeset specs (replacing those of an earlier report of its workspace)
+/// and cache entries; false when `executor` no longer owns the running job.
+pub async fn store_for_job(state: &SharedState, job: &ExecutionJob, executor: &str, result: &JobResult, specs: &[NewChangesetSpec]) -> ApiResult<bool> {
     store_cache_entries(state, job, &result.cache_entries).await?;
-    insert_for_workspace(state, job.workspace_id, &specs).await?;
-    Ok(())
+    Ok(state.store.replace_workspace_changeset_specs(job.id, executor, job.workspace_id, specs, Clock::now_ms()).await?)
 }
 
 /// Saves step results in the job owner's step cache.

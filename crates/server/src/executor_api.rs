@@ -406,11 +406,16 @@ async fn complete(
         }
     };
     let result_json = serde_json::to_value(&result).map_err(|error| ApiError::bad_request(format!("unreadable result: {error}")))?;
+    // The changeset specs are stored first (replacing any of an earlier report), then the job
+    // completes: a crash in between leaves a running job that is reported again or requeued,
+    // never a completed workspace whose changeset specs were lost.
+    if !crate::changeset_specs::store_for_job(&state, &job, &executor, &result, &specs).await? {
+        return Err(ApiError::conflict("the job was already finished or given to another executor"));
+    }
     match state.store.complete_job(job.id, &executor, &result_json, now).await? {
         CompletionOutcome::Applied { .. } => {
             state.dequeue_caches.forget_job(job.id);
             state.job_durations.observe_job("completed", job.started_at);
-            crate::changeset_specs::store_for_job(&state, &job, &result, specs).await?;
             Ok(StatusCode::NO_CONTENT)
         }
         CompletionOutcome::Ignored { .. } => Err(ApiError::conflict("the job was already finished or given to another executor")),

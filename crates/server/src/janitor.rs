@@ -2,7 +2,8 @@
 //!
 //! A job whose executor stopped sending heartbeats (killed, crashed, lost its network) goes
 //! back to the queue for another executor; after a bounded number of such resets it fails
-//! with a message that says so. The same holds for resolution jobs of a crashed server.
+//! with a message that says so. The same holds for the resolutions and the changesets being
+//! reconciled of a server process that died (both heartbeat while they work).
 
 use std::time::Duration;
 
@@ -37,10 +38,23 @@ pub async fn sweep(state: &SharedState) {
         }
         Err(error) => tracing::error!(error = %error, "requeuing stalled jobs failed"),
     }
-    // Resolution runs inside the server; a resolution still "processing" after a restart
-    // belongs to a server process that died.
-    let resolution_stalled_before = now - 60_000;
-    if let Err(error) = state.store.requeue_stalled_resolution_jobs(resolution_stalled_before, 3, now).await {
-        tracing::error!(error = %error, "requeuing stalled resolutions failed");
+    // So does the reconciler: a changeset left `processing` by a dead server is queued again.
+    match state.store.requeue_stalled_reconciling(stalled_before, now).await {
+        Ok(0) => {}
+        Ok(requeued) => {
+            tracing::warn!(requeued, "changesets a stopped server process was reconciling were queued again");
+            state.reconcile_requested.notify_one();
+        }
+        Err(error) => tracing::error!(error = %error, "requeuing stalled changesets failed"),
+    }
+    // Resolution runs inside the server and heartbeats like an executor does; one without
+    // heartbeats for the same timeout belongs to a server process that died.
+    match state.store.requeue_stalled_resolution_jobs(stalled_before, 3, now).await {
+        Ok((0, 0)) => {}
+        Ok((requeued, failed)) => {
+            tracing::warn!(requeued, failed, "resolutions of a server process that stopped were reset");
+            state.resolution_requested.notify_one();
+        }
+        Err(error) => tracing::error!(error = %error, "requeuing stalled resolutions failed"),
     }
 }

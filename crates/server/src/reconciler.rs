@@ -1,6 +1,7 @@
 //! The reconciler: a background worker that brings each queued changeset to where its spec
 //! wants it, one changeset at a time, with the operations [`crate::reconciler_plan`] decides
-//! from the stored state (so a crash mid-way just plans the rest again).
+//! from the stored state (so a crash mid-way just plans the rest again: the changeset a dead
+//! server process held is heartbeated while worked on, and queued again by the janitor).
 //!
 //! On plain git hosts (a folder of repositories, or git URLs) a changeset is a branch: `Push`
 //! commits the spec's diff onto its base in the server's mirror and force-pushes it to the
@@ -29,7 +30,7 @@ pub async fn run_worker(state: SharedState, shutdown: CancellationToken) {
     loop {
         match state.store.next_changeset_to_reconcile(Clock::now_ms()).await {
             Ok(Some(changeset)) => {
-                let outcome = reconcile(&state, &changeset).await;
+                let outcome = reconcile_with_heartbeats(&state, &changeset).await;
                 if let Some(message) = &outcome.failure_message {
                     tracing::warn!(changeset.id = changeset.id.0, state = %outcome.reconciler_state, error = %message, "reconciling a changeset failed");
                 }
@@ -46,6 +47,26 @@ pub async fn run_worker(state: SharedState, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = state.reconcile_requested.notified() => {}
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}
+
+/// Reconciles one changeset while refreshing its `updated_at` every third of the stall
+/// timeout, so the janitor requeues it only if this server process dies mid-way (a slow forge
+/// or a long rate-limit wait is not a death).
+async fn reconcile_with_heartbeats(state: &SharedState, changeset: &Changeset) -> ReconcileOutcome {
+    let reconciling = reconcile(state, changeset);
+    tokio::pin!(reconciling);
+    let period = (state.config.stalled_after / 3).max(Duration::from_millis(500));
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    loop {
+        tokio::select! {
+            outcome = &mut reconciling => return outcome,
+            _ = ticker.tick() => {
+                if let Err(error) = state.store.touch_reconciling(changeset.id, Clock::now_ms()).await {
+                    tracing::warn!(changeset.id = changeset.id.0, %error, "recording a reconciler heartbeat failed");
+                }
+            }
         }
     }
 }

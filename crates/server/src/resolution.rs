@@ -9,6 +9,8 @@
 //! is dropped. Workspaces are written and their jobs queued in chunks as they are found, so
 //! executors start on the first ones before the last are resolved. Step results already in
 //! the user's cache are reused: a fully cached workspace gets its changeset specs at once.
+//! The worker heartbeats while it resolves; a resolution whose server process died is queued
+//! again by the janitor and starts over from nothing, so each workspace is written once.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -37,7 +39,7 @@ pub async fn run_worker(state: SharedState, shutdown: CancellationToken) {
     loop {
         match state.store.dequeue_resolution_job(&worker, Clock::now_ms()).await {
             Ok(Some(job)) => {
-                let outcome = resolve_job(&state, &job).await;
+                let outcome = resolve_with_heartbeats(&state, &job, &worker).await;
                 let failure = outcome.as_ref().err().map(String::as_str);
                 if let Some(message) = failure {
                     tracing::warn!(batch_spec.id = job.batch_spec_id.0, error = %message, "workspace resolution failed");
@@ -54,6 +56,28 @@ pub async fn run_worker(state: SharedState, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = state.resolution_requested.notified() => {}
             _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// Resolves `job` while recording every third of the stall timeout that this worker is still
+/// at it: without heartbeats the janitor would take a resolution longer than the timeout for
+/// one of a dead server and start it a second time.
+async fn resolve_with_heartbeats(state: &SharedState, job: &ResolutionJob, worker: &str) -> Result<usize, String> {
+    let resolving = resolve_job(state, job);
+    tokio::pin!(resolving);
+    let period = (state.config.stalled_after / 3).max(std::time::Duration::from_millis(500));
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    loop {
+        tokio::select! {
+            outcome = &mut resolving => return outcome,
+            _ = ticker.tick() => {
+                match state.store.heartbeat_resolution_job(job.id, worker, Clock::now_ms()).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(batch_spec.id = job.batch_spec_id.0, "this worker no longer owns the resolution it is running"),
+                    Err(error) => tracing::warn!(batch_spec.id = job.batch_spec_id.0, %error, "recording a resolution heartbeat failed"),
+                }
+            }
         }
     }
 }
@@ -80,6 +104,12 @@ async fn resolve_job(state: &SharedState, job: &ResolutionJob) -> Result<usize, 
     let namespace = row.namespace().map_err(|error| error.to_string())?;
     let accessor = flotilla_store::SecretAccessor { user_id: Some(row.creator_user_id), job_id: None };
     let secrets = crate::secrets::resolve(state, namespace, &names, accessor).await?;
+    // A resolution interrupted by a server crash left part of its workspaces (and maybe jobs
+    // without them); starting over from nothing is what makes each workspace appear once.
+    let discarded = state.store.discard_resolution_output(row.id).await.map_err(|error| error.to_string())?;
+    if discarded > 0 {
+        tracing::warn!(batch_spec.id = row.id.0, workspaces = discarded, "resolving again after an interrupted resolution; its partial output was removed");
+    }
     import_changesets(state, &spec, &row, &visibility).await?;
     let mut writer = ChunkWriter { state, spec: &spec, row: &row, secrets: &secrets, pending: Vec::new(), total: 0 };
     resolve_revisions(state, &spec, &visibility, &mut writer).await?;

@@ -52,7 +52,10 @@ async fn the_execution_page_of_45000_workspaces_loads_one_page() {
                 name: "large".into(),
                 raw_spec: spec_text.into(),
                 parsed_spec: serde_json::to_value(&spec).expect("spec json"),
-                created_from_raw: true,
+                // Not from raw: no resolution job, so the resolution worker leaves the
+                // workspaces written here alone (a resolution starts by discarding what an
+                // earlier attempt wrote).
+                created_from_raw: false,
                 allow_unsupported: false,
                 allow_ignored: false,
                 no_cache: true,

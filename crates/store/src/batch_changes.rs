@@ -183,6 +183,50 @@ macro_rules! changeset_columns {
     };
 }
 
+/// Inserts changeset specs inside the caller's transaction (chunked); evaluates to their ids
+/// in input order.
+macro_rules! insert_changeset_specs_in {
+    ($tx:ident, $dialect:ident, $specs:expr, $now_ms:expr) => {{
+        let mut ids = Vec::with_capacity($specs.len());
+        for chunk in $specs.chunks(BULK_INSERT_ROWS) {
+            let sql = format!(
+                "INSERT INTO changeset_specs (rand_id, batch_spec_id, workspace_id, repository_id, kind, external_id, \
+                 base_ref, base_rev, head_ref, title, body, published, diff, commit_message, author_name, \
+                 author_email, fork, diff_stat_added, diff_stat_deleted, created_at) VALUES {} RETURNING id",
+                values_rows($dialect, chunk.len(), 20)
+            );
+            let mut query = sqlx::query_scalar::<_, ChangesetSpecId>(AssertSqlSafe(sql));
+            for spec in chunk {
+                query = query
+                    .bind(spec.rand_id.clone())
+                    .bind(spec.batch_spec_id)
+                    .bind(spec.workspace_id)
+                    .bind(spec.repository_id)
+                    .bind(spec.kind.as_str())
+                    .bind(spec.external_id.clone())
+                    .bind(spec.base_ref.clone())
+                    .bind(spec.base_rev.clone())
+                    .bind(spec.head_ref.clone())
+                    .bind(spec.title.clone())
+                    .bind(spec.body.clone())
+                    .bind(optional_to_text(&spec.published))
+                    .bind(spec.diff.clone())
+                    .bind(spec.commit_message.clone())
+                    .bind(spec.author_name.clone())
+                    .bind(spec.author_email.clone())
+                    .bind(spec.fork.clone())
+                    .bind(spec.diff_stat_added)
+                    .bind(spec.diff_stat_deleted)
+                    .bind($now_ms);
+            }
+            let mut chunk_ids = query.fetch_all(&mut **$tx).await?;
+            chunk_ids.sort();
+            ids.extend(chunk_ids);
+        }
+        ids
+    }};
+}
+
 impl Store {
     /// Inserts changeset specs in one transaction (chunked); returns ids in input order.
     pub async fn insert_changeset_specs(
@@ -194,43 +238,45 @@ impl Store {
             return Ok(Vec::new());
         }
         write_transaction!(self, tx, dialect => {
-            let mut ids = Vec::with_capacity(specs.len());
-            for chunk in specs.chunks(BULK_INSERT_ROWS) {
-                let sql = format!(
-                    "INSERT INTO changeset_specs (rand_id, batch_spec_id, workspace_id, repository_id, kind, external_id, \
-                     base_ref, base_rev, head_ref, title, body, published, diff, commit_message, author_name, \
-                     author_email, fork, diff_stat_added, diff_stat_deleted, created_at) VALUES {} RETURNING id",
-                    values_rows(dialect, chunk.len(), 20)
-                );
-                let mut query = sqlx::query_scalar::<_, ChangesetSpecId>(AssertSqlSafe(sql));
-                for spec in chunk {
-                    query = query
-                        .bind(spec.rand_id.clone())
-                        .bind(spec.batch_spec_id)
-                        .bind(spec.workspace_id)
-                        .bind(spec.repository_id)
-                        .bind(spec.kind.as_str())
-                        .bind(spec.external_id.clone())
-                        .bind(spec.base_ref.clone())
-                        .bind(spec.base_rev.clone())
-                        .bind(spec.head_ref.clone())
-                        .bind(spec.title.clone())
-                        .bind(spec.body.clone())
-                        .bind(optional_to_text(&spec.published))
-                        .bind(spec.diff.clone())
-                        .bind(spec.commit_message.clone())
-                        .bind(spec.author_name.clone())
-                        .bind(spec.author_email.clone())
-                        .bind(spec.fork.clone())
-                        .bind(spec.diff_stat_added)
-                        .bind(spec.diff_stat_deleted)
-                        .bind(now_ms);
-                }
-                let mut chunk_ids = query.fetch_all(&mut **tx).await?;
-                chunk_ids.sort();
-                ids.extend(chunk_ids);
-            }
+            let ids = insert_changeset_specs_in!(tx, dialect, specs, now_ms);
             Ok(ids)
+        })
+    }
+
+    /// Stores the changeset specs of a job's workspace, replacing any an earlier report of the
+    /// same workspace stored, in one transaction, and only while `executor` still owns the
+    /// running job. The server calls this before it marks the job complete: a crash between
+    /// the two leaves the job running (its executor reports again, or it is requeued) with one
+    /// set of specs, never a completed workspace without them or a workspace with two sets.
+    /// Returns false (and stores nothing) when the job is no longer this executor's.
+    pub async fn replace_workspace_changeset_specs(
+        &self,
+        job_id: crate::ids::JobId,
+        executor: &str,
+        workspace_id: WorkspaceId,
+        specs: &[NewChangesetSpec],
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        write_transaction!(self, tx, dialect => {
+            let owned = sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM execution_jobs WHERE id = $1 AND workspace_id = $2 AND state = 'processing' AND executor_name = $3",
+            )
+            .bind(job_id)
+            .bind(workspace_id)
+            .bind(executor.to_owned())
+            .fetch_one(&mut **tx)
+            .await?;
+            if owned == 0 {
+                return Ok(false);
+            }
+            sqlx::query("DELETE FROM changeset_specs WHERE workspace_id = $1").bind(workspace_id).execute(&mut **tx).await?;
+            let ids = if specs.is_empty() { Vec::new() } else { insert_changeset_specs_in!(tx, dialect, specs, now_ms) };
+            sqlx::query("UPDATE workspaces SET changeset_spec_ids = $2 WHERE id = $1")
+                .bind(workspace_id)
+                .bind(serde_json::to_string(&ids)?)
+                .execute(&mut **tx)
+                .await?;
+            Ok(true)
         })
     }
 
@@ -669,6 +715,34 @@ impl Store {
             .await?;
             record_event_if_changed!(tx, changeset_id, now_ms);
             Ok(())
+        })
+    }
+
+    /// Records that the reconciler is still working on a changeset it took (its `updated_at`
+    /// is the reconciler's heartbeat while it is `processing`).
+    pub async fn touch_reconciling(&self, changeset_id: ChangesetId, now_ms: i64) -> Result<(), StoreError> {
+        write_transaction!(self, tx, dialect => {
+            sqlx::query("UPDATE changesets SET updated_at = $2 WHERE id = $1 AND reconciler_state = 'processing'")
+                .bind(changeset_id)
+                .bind(now_ms)
+                .execute(&mut **tx)
+                .await?;
+            Ok(())
+        })
+    }
+
+    /// Queues again the changesets a reconciler took and stopped reporting on before
+    /// `stalled_before_ms` (its server process died mid-way); returns how many. Reconciling is
+    /// idempotent (the plan is made from the stored state, and a pull request is looked for by
+    /// its branch before one is opened), so doing one again is safe.
+    pub async fn requeue_stalled_reconciling(&self, stalled_before_ms: i64, now_ms: i64) -> Result<u64, StoreError> {
+        write_transaction!(self, tx, dialect => {
+            Ok(sqlx::query("UPDATE changesets SET reconciler_state = 'queued', updated_at = $2 WHERE reconciler_state = 'processing' AND updated_at < $1")
+                .bind(stalled_before_ms)
+                .bind(now_ms)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected())
         })
     }
 }

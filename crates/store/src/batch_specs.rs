@@ -531,6 +531,18 @@ impl Store {
         })
     }
 
+    /// Removes what an interrupted resolution of a batch spec wrote (its workspaces, their jobs
+    /// and logs, and its changeset specs), in one transaction, so resolving it again from the
+    /// start writes each workspace once. Returns how many workspaces were removed.
+    pub async fn discard_resolution_output(&self, batch_spec_id: BatchSpecId) -> Result<u64, StoreError> {
+        write_transaction!(self, tx, dialect => {
+            sqlx::query("DELETE FROM changeset_specs WHERE batch_spec_id = $1").bind(batch_spec_id).execute(&mut **tx).await?;
+            sqlx::query("DELETE FROM execution_jobs WHERE batch_spec_id = $1").bind(batch_spec_id).execute(&mut **tx).await?;
+            let removed = sqlx::query("DELETE FROM workspaces WHERE batch_spec_id = $1").bind(batch_spec_id).execute(&mut **tx).await?.rows_affected();
+            Ok(removed)
+        })
+    }
+
     /// Inserts workspaces in one transaction with chunked multi-row INSERTs; returns their ids
     /// in input order.
     pub async fn insert_workspaces(

@@ -58,6 +58,12 @@ macro_rules! finish_report {
     }};
 }
 
+/// A job that ends failed or canceled keeps no changeset specs: a completion stores them
+/// before it completes the job (see `replace_workspace_changeset_specs`), so an attempt the
+/// server died under may have left some. Both run in the transaction that ends the job.
+const DELETE_SPECS_OF_JOBS_WORKSPACE: &str = "DELETE FROM changeset_specs WHERE workspace_id = (SELECT workspace_id FROM execution_jobs WHERE id = $1)";
+const FORGET_SPECS_OF_JOBS_WORKSPACE: &str = "UPDATE workspaces SET changeset_spec_ids = '[]' WHERE id = (SELECT workspace_id FROM execution_jobs WHERE id = $1)";
+
 text_enum! {
     /// Where an execution job is in its life.
     pub enum JobState {
@@ -901,6 +907,10 @@ impl Store {
             .bind(failure_message.to_owned())
             .fetch_optional(&mut **tx)
             .await?;
+            if final_state.is_some() {
+                sqlx::query(DELETE_SPECS_OF_JOBS_WORKSPACE).bind(job_id).execute(&mut **tx).await?;
+                sqlx::query(FORGET_SPECS_OF_JOBS_WORKSPACE).bind(job_id).execute(&mut **tx).await?;
+            }
             finish_report!(tx, job_id, final_state)
         })
     }
@@ -950,6 +960,10 @@ impl Store {
             )
             .execute(&mut **tx)
             .await?;
+            for job_id in failed.iter().chain(&canceled) {
+                sqlx::query(DELETE_SPECS_OF_JOBS_WORKSPACE).bind(*job_id).execute(&mut **tx).await?;
+                sqlx::query(FORGET_SPECS_OF_JOBS_WORKSPACE).bind(*job_id).execute(&mut **tx).await?;
+            }
             canceled.sort();
             failed.sort();
             requeued.sort();

@@ -184,6 +184,15 @@ pub(crate) fn finish(connection: &mut Connection, job_id: i64, executor_name: &s
     let outcome = match final_state {
         Some(state) => {
             transaction.prepare_cached("DELETE FROM job_tokens WHERE job_id = ?1")?.execute(params![job_id])?;
+            if matches!(report, Report::Failed { .. }) {
+                // As `fail_job` does on PostgreSQL: a failed or canceled job keeps no changeset specs.
+                transaction
+                    .prepare_cached("DELETE FROM changeset_specs WHERE workspace_id = (SELECT workspace_id FROM execution_jobs WHERE id = ?1)")?
+                    .execute(params![job_id])?;
+                transaction
+                    .prepare_cached("UPDATE workspaces SET changeset_spec_ids = '[]' WHERE id = (SELECT workspace_id FROM execution_jobs WHERE id = ?1)")?
+                    .execute(params![job_id])?;
+            }
             CompletionOutcome::Applied { final_state: JobState::try_from(state)? }
         }
         None => {

@@ -917,7 +917,72 @@ async fn infrastructure_failures_are_retried_a_bounded_number_of_times(store: St
     );
 }
 
+/// A resolution interrupted by a crash is redone from nothing: what it wrote goes, in one
+/// transaction, so no workspace, job or changeset spec appears twice.
+async fn discarding_a_resolutions_output_removes_its_workspaces_and_jobs(store: Store) {
+    let resolved = fixture(&store, "resolver", 3).await;
+    store.enqueue_execution_jobs(&jobs_for(&resolved, "")[..2], 0).await.expect("enqueuing");
+    let other = fixture(&store, "bystander", 2).await;
+    store.enqueue_execution_jobs(&jobs_for(&other, ""), 0).await.expect("enqueuing");
+
+    assert_eq!(store.discard_resolution_output(resolved.batch_spec_id).await.expect("discarding"), 3);
+    assert_eq!(store.count_workspaces(resolved.batch_spec_id).await.expect("count"), 0);
+    assert_eq!(store.discard_resolution_output(resolved.batch_spec_id).await.expect("discarding again"), 0);
+    assert_eq!(store.count_workspaces(other.batch_spec_id).await.expect("count"), 2, "other batch specs keep theirs");
+    let dequeued = dequeue(&store, "exec", &RoutingFilter::unrouted_only(), 10).await.expect("the other spec's job is still queued");
+    assert_eq!(dequeued.job.batch_spec_id, other.batch_spec_id, "only the other spec's jobs are left");
+}
+
+/// A completion's changeset specs replace an earlier report's, and only the job's owner may
+/// store them: a workspace never has two sets, a crash before completion loses none, and a
+/// job that fails in the end leaves none.
+async fn a_workspaces_changeset_specs_are_replaced_only_by_the_jobs_owner(store: Store) {
+    let fixture = fixture(&store, "publisher", 1).await;
+    store.enqueue_execution_jobs(&jobs_for(&fixture, ""), 0).await.expect("enqueuing");
+    let dequeued = dequeue(&store, "owner", &RoutingFilter::unrouted_only(), 10).await.expect("a job");
+    let workspace_id = fixture.workspace_ids[0];
+    let spec = |title: &str| NewChangesetSpec {
+        rand_id: format!("spec-{title}"),
+        batch_spec_id: fixture.batch_spec_id,
+        workspace_id: Some(workspace_id),
+        repository_id: dequeued.repository_id,
+        kind: ChangesetSpecKind::Branch,
+        external_id: None,
+        base_ref: Some("main".to_owned()),
+        base_rev: None,
+        head_ref: Some("batch/x".to_owned()),
+        title: Some(title.to_owned()),
+        body: None,
+        published: None,
+        diff: None,
+        commit_message: None,
+        author_name: None,
+        author_email: None,
+        fork: None,
+        diff_stat_added: 0,
+        diff_stat_deleted: 0,
+    };
+    let replace = |executor: &'static str, title: &'static str| {
+        let store = store.clone();
+        let specs = vec![spec(title)];
+        async move { store.replace_workspace_changeset_specs(dequeued.job.id, executor, workspace_id, &specs, 20).await.expect("storing specs") }
+    };
+    assert!(replace("owner", "first report").await);
+    assert!(replace("owner", "second report").await, "a report repeated after a crash replaces the first");
+    assert!(!replace("someone-else", "intruder").await, "only the job's owner stores specs");
+    let titles: Vec<Option<String>> =
+        store.list_changeset_specs(fixture.batch_spec_id, None, 10).await.expect("listing").into_iter().map(|stored| stored.title).collect();
+    assert_eq!(titles, vec![Some("second report".to_owned())]);
+
+    // The server died before the job completed, and the job then failed: it keeps no specs.
+    let failed = store.fail_job(dequeued.job.id, "owner", "the step failed", 30).await.expect("failing");
+    assert_eq!(failed, CompletionOutcome::Applied { final_state: JobState::Failed });
+    assert!(store.list_changeset_specs(fixture.batch_spec_id, None, 10).await.expect("listing").is_empty(), "a failed workspace has no changeset specs");
+}
+
 conformance_tests!(
+    a_workspaces_changeset_specs_are_replaced_only_by_the_jobs_owner,
+    discarding_a_resolutions_output_removes_its_workspaces_and_jobs,
     infrastructure_failures_are_retried_a_bounded_number_of_times,
     concurrent_dequeue_hands_each_job_out_once,
     dequeue_is_round_robin_across_users,
