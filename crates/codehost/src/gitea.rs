@@ -45,7 +45,6 @@ use crate::types::{
     ChangesetRequest, ChangesetUpdate, CheckState, ExternalChangeset, ExternalState, HostedRepository, MergeMethod,
     RepositoryRef, RepositorySelection, ReviewState,
 };
-use crate::{BoxFuture, CodeHost};
 
 /// The title prefix that makes a pull request a work in progress when this adapter opens one
 /// (the first of Gitea's default `WORK_IN_PROGRESS_PREFIXES`).
@@ -399,46 +398,14 @@ impl Gitea {
     }
 }
 
-impl CodeHost for Gitea {
-    fn list_repositories<'a>(&'a self, selection: &'a RepositorySelection) -> BoxFuture<'a, Result<Vec<HostedRepository>, CodeHostError>> {
-        Box::pin(self.list_repositories_impl(selection))
-    }
-
-    fn get_repository<'a>(&'a self, repository: &'a RepositoryRef) -> BoxFuture<'a, Result<HostedRepository, CodeHostError>> {
-        Box::pin(self.get_repository_impl(repository))
-    }
-
-    fn find_changeset_by_head<'a>(&'a self, repository: &'a RepositoryRef, head_ref: &'a str) -> BoxFuture<'a, Result<Option<ExternalChangeset>, CodeHostError>> {
-        Box::pin(self.find_by_head_impl(repository, head_ref))
-    }
-
-    fn load_changeset<'a>(&'a self, repository: &'a RepositoryRef, number: u64) -> BoxFuture<'a, Result<ExternalChangeset, CodeHostError>> {
-        Box::pin(async move {
-            let pull = self.pull(repository, number).await?;
-            self.with_states(repository, pull).await
-        })
-    }
-
-    fn create_changeset<'a>(&'a self, request: &'a ChangesetRequest) -> BoxFuture<'a, Result<ExternalChangeset, CodeHostError>> {
-        Box::pin(self.create_impl(request))
-    }
-
-    fn update_changeset<'a>(&'a self, repository: &'a RepositoryRef, number: u64, update: &'a ChangesetUpdate) -> BoxFuture<'a, Result<ExternalChangeset, CodeHostError>> {
-        Box::pin(self.update_impl(repository, number, update))
-    }
-
-    fn mark_ready_for_review<'a>(&'a self, repository: &'a RepositoryRef, number: u64) -> BoxFuture<'a, Result<ExternalChangeset, CodeHostError>> {
-        Box::pin(self.ready_impl(repository, number))
-    }
-
-    fn merge_changeset<'a>(&'a self, repository: &'a RepositoryRef, number: u64, method: MergeMethod) -> BoxFuture<'a, Result<ExternalChangeset, CodeHostError>> {
-        Box::pin(self.merge_impl(repository, number, method))
-    }
-
-    fn comment<'a>(&'a self, repository: &'a RepositoryRef, number: u64, body: &'a str) -> BoxFuture<'a, Result<(), CodeHostError>> {
-        Box::pin(self.comment_impl(repository, number, body))
+impl Gitea {
+    async fn load_impl(&self, repository: &RepositoryRef, number: u64) -> Result<ExternalChangeset, CodeHostError> {
+        let pull = self.pull(repository, number).await?;
+        self.with_states(repository, pull).await
     }
 }
+
+crate::code_host_by_inherent_methods!(Gitea);
 
 /// Gitea's error body: `{"message": "...", "url": "https://HOST/api/swagger"}`, for 404s and
 /// validation failures sometimes with `"errors": ["..."]`.

@@ -28,7 +28,6 @@ use crate::types::{
     ChangesetRequest, ChangesetUpdate, CheckState, ExternalChangeset, ExternalState, HostedRepository,
     MergeMethod, RepositoryRef, RepositorySelection, ReviewState,
 };
-use crate::{BoxFuture, CodeHost};
 
 /// How to reach one GitHub with one credential.
 #[derive(Debug, Clone)]
@@ -317,46 +316,14 @@ impl GitHub {
     }
 }
 
-impl CodeHost for GitHub {
-    fn list_repositories<'a>(&'a self, selection: &'a RepositorySelection) -> BoxFuture<'a, Result<Vec<HostedRepository>, CodeHostError>> {
-        Box::pin(self.list_repositories_impl(selection))
-    }
-
-    fn get_repository<'a>(&'a self, repository: &'a RepositoryRef) -> BoxFuture<'a, Result<HostedRepository, CodeHostError>> {
-        Box::pin(self.get_repository_impl(repository))
-    }
-
-    fn find_changeset_by_head<'a>(&'a self, repository: &'a RepositoryRef, head_ref: &'a str) -> BoxFuture<'a, Result<Option<ExternalChangeset>, CodeHostError>> {
-        Box::pin(self.find_by_head_impl(repository, head_ref))
-    }
-
-    fn load_changeset<'a>(&'a self, repository: &'a RepositoryRef, number: u64) -> BoxFuture<'a, Result<ExternalChangeset, CodeHostError>> {
-        Box::pin(async move {
-            let pull = self.pull(repository, number).await?;
-            self.with_states(repository, pull).await
-        })
-    }
-
-    fn create_changeset<'a>(&'a self, request: &'a ChangesetRequest) -> BoxFuture<'a, Result<ExternalChangeset, CodeHostError>> {
-        Box::pin(self.create_impl(request))
-    }
-
-    fn update_changeset<'a>(&'a self, repository: &'a RepositoryRef, number: u64, update: &'a ChangesetUpdate) -> BoxFuture<'a, Result<ExternalChangeset, CodeHostError>> {
-        Box::pin(self.update_impl(repository, number, update))
-    }
-
-    fn mark_ready_for_review<'a>(&'a self, repository: &'a RepositoryRef, number: u64) -> BoxFuture<'a, Result<ExternalChangeset, CodeHostError>> {
-        Box::pin(self.ready_impl(repository, number))
-    }
-
-    fn merge_changeset<'a>(&'a self, repository: &'a RepositoryRef, number: u64, method: MergeMethod) -> BoxFuture<'a, Result<ExternalChangeset, CodeHostError>> {
-        Box::pin(self.merge_impl(repository, number, method))
-    }
-
-    fn comment<'a>(&'a self, repository: &'a RepositoryRef, number: u64, body: &'a str) -> BoxFuture<'a, Result<(), CodeHostError>> {
-        Box::pin(self.comment_impl(repository, number, body))
+impl GitHub {
+    async fn load_impl(&self, repository: &RepositoryRef, number: u64) -> Result<ExternalChangeset, CodeHostError> {
+        let pull = self.pull(repository, number).await?;
+        self.with_states(repository, pull).await
     }
 }
+
+crate::code_host_by_inherent_methods!(GitHub);
 
 /// The wait until `X-RateLimit-Reset`, when the primary limit is used up.
 fn primary_limit_wait(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {

@@ -34,7 +34,6 @@ use crate::types::{
     ChangesetRequest, ChangesetUpdate, CheckState, ExternalChangeset, ExternalState, HostedRepository, MergeMethod,
     RepositoryRef, RepositorySelection, ReviewState,
 };
-use crate::{BoxFuture, CodeHost};
 
 /// The title prefix that makes a merge request a draft when this adapter opens one.
 const DRAFT_PREFIX: &str = "Draft: ";
@@ -351,46 +350,14 @@ impl GitLab {
     }
 }
 
-impl CodeHost for GitLab {
-    fn list_repositories<'a>(&'a self, selection: &'a RepositorySelection) -> BoxFuture<'a, Result<Vec<HostedRepository>, CodeHostError>> {
-        Box::pin(self.list_repositories_impl(selection))
-    }
-
-    fn get_repository<'a>(&'a self, repository: &'a RepositoryRef) -> BoxFuture<'a, Result<HostedRepository, CodeHostError>> {
-        Box::pin(self.get_repository_impl(repository))
-    }
-
-    fn find_changeset_by_head<'a>(&'a self, repository: &'a RepositoryRef, head_ref: &'a str) -> BoxFuture<'a, Result<Option<ExternalChangeset>, CodeHostError>> {
-        Box::pin(self.find_by_head_impl(repository, head_ref))
-    }
-
-    fn load_changeset<'a>(&'a self, repository: &'a RepositoryRef, number: u64) -> BoxFuture<'a, Result<ExternalChangeset, CodeHostError>> {
-        Box::pin(async move {
-            let merge_request = self.merge_request(repository, number).await?;
-            self.with_states(repository, merge_request).await
-        })
-    }
-
-    fn create_changeset<'a>(&'a self, request: &'a ChangesetRequest) -> BoxFuture<'a, Result<ExternalChangeset, CodeHostError>> {
-        Box::pin(self.create_impl(request))
-    }
-
-    fn update_changeset<'a>(&'a self, repository: &'a RepositoryRef, number: u64, update: &'a ChangesetUpdate) -> BoxFuture<'a, Result<ExternalChangeset, CodeHostError>> {
-        Box::pin(self.update_impl(repository, number, update))
-    }
-
-    fn mark_ready_for_review<'a>(&'a self, repository: &'a RepositoryRef, number: u64) -> BoxFuture<'a, Result<ExternalChangeset, CodeHostError>> {
-        Box::pin(self.ready_impl(repository, number))
-    }
-
-    fn merge_changeset<'a>(&'a self, repository: &'a RepositoryRef, number: u64, method: MergeMethod) -> BoxFuture<'a, Result<ExternalChangeset, CodeHostError>> {
-        Box::pin(self.merge_impl(repository, number, method))
-    }
-
-    fn comment<'a>(&'a self, repository: &'a RepositoryRef, number: u64, body: &'a str) -> BoxFuture<'a, Result<(), CodeHostError>> {
-        Box::pin(self.comment_impl(repository, number, body))
+impl GitLab {
+    async fn load_impl(&self, repository: &RepositoryRef, number: u64) -> Result<ExternalChangeset, CodeHostError> {
+        let merge_request = self.merge_request(repository, number).await?;
+        self.with_states(repository, merge_request).await
     }
 }
+
+crate::code_host_by_inherent_methods!(GitLab);
 
 /// GitLab's error bodies: `{"message": "404 Project Not Found"}`, `{"message": ["Another open
 /// merge request already exists for this source branch: !1"]}`, `{"message": {"title": ["can't

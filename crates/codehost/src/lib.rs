@@ -7,6 +7,71 @@
 //! the host allows. Errors say whether retrying can help ([`CodeHostError`]).
 
 pub mod bitbucket_server;
+/// Implements [`CodeHost`] for an adapter by boxing its inherent async methods, which every
+/// adapter names alike (`list_repositories_impl`, `get_repository_impl`, `find_by_head_impl`,
+/// `load_impl`, `create_impl`, `update_impl`, `ready_impl`, `merge_impl`, `comment_impl`): the
+/// trait object needs boxed futures, the adapters are clearer as plain `async fn`s.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! code_host_by_inherent_methods {
+    ($adapter:ty) => {
+        impl $crate::CodeHost for $adapter {
+            fn list_repositories<'a>(
+                &'a self,
+                selection: &'a $crate::RepositorySelection,
+            ) -> $crate::BoxFuture<'a, Result<Vec<$crate::HostedRepository>, $crate::CodeHostError>> {
+                Box::pin(self.list_repositories_impl(selection))
+            }
+
+            fn get_repository<'a>(&'a self, repository: &'a $crate::RepositoryRef) -> $crate::BoxFuture<'a, Result<$crate::HostedRepository, $crate::CodeHostError>> {
+                Box::pin(self.get_repository_impl(repository))
+            }
+
+            fn find_changeset_by_head<'a>(
+                &'a self,
+                repository: &'a $crate::RepositoryRef,
+                head_ref: &'a str,
+            ) -> $crate::BoxFuture<'a, Result<Option<$crate::ExternalChangeset>, $crate::CodeHostError>> {
+                Box::pin(self.find_by_head_impl(repository, head_ref))
+            }
+
+            fn load_changeset<'a>(&'a self, repository: &'a $crate::RepositoryRef, number: u64) -> $crate::BoxFuture<'a, Result<$crate::ExternalChangeset, $crate::CodeHostError>> {
+                Box::pin(self.load_impl(repository, number))
+            }
+
+            fn create_changeset<'a>(&'a self, request: &'a $crate::ChangesetRequest) -> $crate::BoxFuture<'a, Result<$crate::ExternalChangeset, $crate::CodeHostError>> {
+                Box::pin(self.create_impl(request))
+            }
+
+            fn update_changeset<'a>(
+                &'a self,
+                repository: &'a $crate::RepositoryRef,
+                number: u64,
+                update: &'a $crate::ChangesetUpdate,
+            ) -> $crate::BoxFuture<'a, Result<$crate::ExternalChangeset, $crate::CodeHostError>> {
+                Box::pin(self.update_impl(repository, number, update))
+            }
+
+            fn mark_ready_for_review<'a>(&'a self, repository: &'a $crate::RepositoryRef, number: u64) -> $crate::BoxFuture<'a, Result<$crate::ExternalChangeset, $crate::CodeHostError>> {
+                Box::pin(self.ready_impl(repository, number))
+            }
+
+            fn merge_changeset<'a>(
+                &'a self,
+                repository: &'a $crate::RepositoryRef,
+                number: u64,
+                method: $crate::MergeMethod,
+            ) -> $crate::BoxFuture<'a, Result<$crate::ExternalChangeset, $crate::CodeHostError>> {
+                Box::pin(self.merge_impl(repository, number, method))
+            }
+
+            fn comment<'a>(&'a self, repository: &'a $crate::RepositoryRef, number: u64, body: &'a str) -> $crate::BoxFuture<'a, Result<(), $crate::CodeHostError>> {
+                Box::pin(self.comment_impl(repository, number, body))
+            }
+        }
+    };
+}
+
 pub mod budget;
 pub mod error;
 pub mod gitea;

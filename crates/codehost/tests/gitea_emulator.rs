@@ -3,71 +3,39 @@
 //! GitHub, GitLab and Gitea faces, so a person's actions on the forge (merges, reviews, CI) are
 //! injected the same way as in the other adapters' tests.
 
-use std::path::Path;
+mod support;
+
 use std::time::Duration;
 
 use flotilla_codehost::{
     ChangesetRequest, ChangesetUpdate, CheckState, CodeHost, CodeHostError, ExternalState, Gitea, GiteaConfig, MergeMethod,
-    PermanentKind, RepositoryRef, RepositorySelection, RetryPolicy, ReviewState,
+    PermanentKind, RepositoryRef, RepositorySelection, ReviewState,
 };
-use flotilla_codehost_emulator::{CheckRun, DEFAULT_TOKEN, Emulator, EmulatorConfig, EmulatorHandle, Fault, NewRepository, Review};
+use flotilla_codehost_emulator::{CheckRun, DEFAULT_TOKEN, EmulatorHandle, Fault, NewRepository, Review};
 
 fn config(emulator: &EmulatorHandle, token: &str) -> GiteaConfig {
     let mut config = GiteaConfig::new(format!("{}/api/v1", emulator.url()), token);
-    config.retry = RetryPolicy {
-        max_attempts: 5,
-        initial_backoff: Duration::from_millis(10),
-        max_backoff: Duration::from_millis(50),
-        max_rate_limit_wait: Duration::from_secs(10),
-    };
-    config.request_timeout = Duration::from_secs(5);
+    config.retry = support::fast_retry();
+    config.request_timeout = support::REQUEST_TIMEOUT;
     config
 }
 
 async fn emulator_with(repositories: &[(&str, &str)]) -> EmulatorHandle {
-    let emulator = Emulator::start(EmulatorConfig::default()).await.expect("emulator starts");
-    for (owner, name) in repositories {
-        emulator.create_repository(NewRepository::new(*owner, *name)).await.expect("repository created");
-    }
-    emulator
+    support::emulator_with(repositories).await
 }
 
 fn adapter(emulator: &EmulatorHandle) -> Gitea {
     Gitea::new(config(emulator, DEFAULT_TOKEN)).expect("adapter builds")
 }
 
-async fn git(directory: &Path, arguments: &[&str]) -> String {
-    let output = tokio::process::Command::new("git")
-        .args(arguments)
-        .current_dir(directory)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_CONFIG_COUNT", "1")
-        .env("GIT_CONFIG_KEY_0", "http.extraHeader")
-        .env("GIT_CONFIG_VALUE_0", format!("Authorization: token {DEFAULT_TOKEN}"))
-        .env("GIT_AUTHOR_NAME", "Test")
-        .env("GIT_AUTHOR_EMAIL", "test@example.com")
-        .env("GIT_COMMITTER_NAME", "Test")
-        .env("GIT_COMMITTER_EMAIL", "test@example.com")
-        .output()
-        .await
-        .expect("git runs");
-    assert!(output.status.success(), "git {arguments:?} failed: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+fn authorization() -> String {
+    format!("token {DEFAULT_TOKEN}")
 }
 
 /// Clones over smart HTTP (from the clone URL the API reports), commits a file and pushes it as
 /// `branch`; returns the commit.
 async fn push_branch(clone_url: &str, branch: &str) -> String {
-    let work = tempfile::tempdir().expect("temporary directory");
-    git(work.path(), &["clone", "--quiet", clone_url, "checkout"]).await;
-    let checkout = work.path().join("checkout");
-    tokio::fs::write(checkout.join("CHANGE.md"), format!("{branch}\n")).await.expect("file written");
-    git(&checkout, &["add", "CHANGE.md"]).await;
-    git(&checkout, &["commit", "--quiet", "-m", "A change"]).await;
-    git(&checkout, &["push", "--quiet", "origin", &format!("HEAD:refs/heads/{branch}")]).await;
-    git(&checkout, &["rev-parse", "HEAD"]).await
+    support::push_branch(clone_url, branch, &authorization()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,73 +1,40 @@
 //! The GitHub adapter end to end against the emulator: real HTTP, real git pushes, injected
 //! faults and a real rate limit.
 
-use std::path::Path;
+mod support;
+
 use std::time::{Duration, Instant};
 
 use flotilla_codehost::{
     ChangesetRequest, ChangesetUpdate, CheckState, CodeHost, CodeHostError, ExternalState, GitHub, GitHubConfig, MergeMethod,
-    PermanentKind, RepositoryRef, RepositorySelection, RetryPolicy, ReviewState,
+    PermanentKind, RepositoryRef, RepositorySelection, ReviewState,
 };
 use flotilla_codehost_emulator::{
-    CheckRun, DEFAULT_TOKEN, Emulator, EmulatorConfig, EmulatorHandle, Fault, NewRepository, RateLimitConfig, Review,
+    CheckRun, DEFAULT_TOKEN, EmulatorHandle, Fault, NewRepository, RateLimitConfig, Review,
 };
 
 fn config(emulator: &EmulatorHandle, token: &str) -> GitHubConfig {
     let mut config = GitHubConfig::new(emulator.url(), token);
-    config.retry = RetryPolicy {
-        max_attempts: 5,
-        initial_backoff: Duration::from_millis(10),
-        max_backoff: Duration::from_millis(50),
-        max_rate_limit_wait: Duration::from_secs(10),
-    };
-    config.request_timeout = Duration::from_secs(5);
+    config.retry = support::fast_retry();
+    config.request_timeout = support::REQUEST_TIMEOUT;
     config
 }
 
 async fn emulator_with(repositories: &[(&str, &str)]) -> EmulatorHandle {
-    let emulator = Emulator::start(EmulatorConfig::default()).await.expect("emulator starts");
-    for (owner, name) in repositories {
-        emulator.create_repository(NewRepository::new(*owner, *name)).await.expect("repository created");
-    }
-    emulator
+    support::emulator_with(repositories).await
 }
 
 fn adapter(emulator: &EmulatorHandle) -> GitHub {
     GitHub::new(config(emulator, DEFAULT_TOKEN)).expect("adapter builds")
 }
 
-async fn git(directory: &Path, arguments: &[&str]) -> String {
-    let output = tokio::process::Command::new("git")
-        .args(arguments)
-        .current_dir(directory)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_CONFIG_COUNT", "1")
-        .env("GIT_CONFIG_KEY_0", "http.extraHeader")
-        .env("GIT_CONFIG_VALUE_0", format!("Authorization: Bearer {DEFAULT_TOKEN}"))
-        .env("GIT_AUTHOR_NAME", "Test")
-        .env("GIT_AUTHOR_EMAIL", "test@example.com")
-        .env("GIT_COMMITTER_NAME", "Test")
-        .env("GIT_COMMITTER_EMAIL", "test@example.com")
-        .output()
-        .await
-        .expect("git runs");
-    assert!(output.status.success(), "git {arguments:?} failed: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+fn authorization() -> String {
+    format!("Bearer {DEFAULT_TOKEN}")
 }
 
 /// Clones over smart HTTP, commits a file and pushes it as `branch`; returns the commit.
 async fn push_branch(emulator: &EmulatorHandle, owner: &str, name: &str, branch: &str) -> String {
-    let work = tempfile::tempdir().expect("temporary directory");
-    let clone_url = emulator.clone_url(owner, name);
-    git(work.path(), &["clone", "--quiet", &clone_url, "checkout"]).await;
-    let checkout = work.path().join("checkout");
-    tokio::fs::write(checkout.join("CHANGE.md"), format!("{branch}\n")).await.expect("file written");
-    git(&checkout, &["add", "CHANGE.md"]).await;
-    git(&checkout, &["commit", "--quiet", "-m", "A change"]).await;
-    git(&checkout, &["push", "--quiet", "origin", &format!("HEAD:refs/heads/{branch}")]).await;
-    git(&checkout, &["rev-parse", "HEAD"]).await
+    support::push_branch(&emulator.clone_url(owner, name), branch, &authorization()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
