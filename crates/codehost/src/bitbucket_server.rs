@@ -51,7 +51,7 @@ use serde_json::{Value, json};
 
 use crate::budget::{RateLimitBudget, RateLimitHeaders, RetryPolicy, retry_after};
 use crate::error::{CodeHostError, PermanentKind};
-use crate::transport::{self, Forge, Reply, Verdict};
+use crate::transport::{self, Forge, Reply, Verdict, branch_name, encode_segment};
 use crate::types::{
     ChangesetRequest, ChangesetUpdate, CheckState, ExternalChangeset, ExternalState, HostedRepository, MergeMethod,
     RepositoryRef, RepositorySelection, ReviewState,
@@ -121,20 +121,6 @@ const BITBUCKET_RATE_LIMIT_HEADERS: RateLimitHeaders =
 static BITBUCKET_API: Forge =
     Forge { name: "Bitbucket", api_hint: "the Bitbucket server's root (https://HOST, without /rest/api/1.0)", rate_limit_headers: BITBUCKET_RATE_LIMIT_HEADERS, classify };
 
-/// One path segment, percent-encoded (project keys and slugs are plain, but a user's input
-/// must not be able to change the path).
-fn encode_segment(segment: &str) -> String {
-    let mut encoded = String::with_capacity(segment.len());
-    for byte in segment.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
-            encoded.push(char::from(byte));
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    encoded
-}
-
 /// `/projects/KEY/repos/slug`, relative to `/rest/api/1.0`.
 fn repository_path(repository: &RepositoryRef) -> String {
     format!("/projects/{}/repos/{}", encode_segment(&repository.owner), encode_segment(&repository.name))
@@ -142,10 +128,6 @@ fn repository_path(repository: &RepositoryRef) -> String {
 
 fn pull_request_path(repository: &RepositoryRef, id: u64) -> String {
     format!("{}/pull-requests/{id}", repository_path(repository))
-}
-
-fn branch_name(reference: &str) -> &str {
-    reference.strip_prefix("refs/heads/").unwrap_or(reference)
 }
 
 fn branch_ref(branch: &str) -> String {

@@ -40,7 +40,7 @@ use serde_json::{Value, json};
 
 use crate::budget::{RateLimitBudget, RateLimitHeaders, RetryPolicy, header_u64, retry_after};
 use crate::error::{CodeHostError, PermanentKind};
-use crate::transport::{self, Forge, Reply, Verdict};
+use crate::transport::{self, Forge, Reply, Verdict, branch_name, encode_segment, next_link};
 use crate::types::{
     ChangesetRequest, ChangesetUpdate, CheckState, ExternalChangeset, ExternalState, HostedRepository, MergeMethod,
     RepositoryRef, RepositorySelection, ReviewState,
@@ -102,25 +102,8 @@ impl std::fmt::Debug for Gitea {
 /// How this adapter's API talks (see [`crate::transport`]).
 static GITEA_API: Forge = Forge { name: "Gitea", api_hint: "a Gitea or Forgejo API (…/api/v1)", rate_limit_headers: RateLimitHeaders::GITHUB, classify };
 
-/// `owner` or `name` as one URL path segment.
-fn encode_segment(segment: &str) -> String {
-    let mut encoded = String::with_capacity(segment.len());
-    for byte in segment.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
-            encoded.push(char::from(byte));
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    encoded
-}
-
 fn repository_path(repository: &RepositoryRef) -> String {
     format!("/repos/{}/{}", encode_segment(&repository.owner), encode_segment(&repository.name))
-}
-
-fn branch_name(reference: &str) -> &str {
-    reference.strip_prefix("refs/heads/").unwrap_or(reference)
 }
 
 /// Whether Gitea (with its default prefixes) reads `title` as a work in progress.
@@ -454,19 +437,6 @@ fn classify(reply: &Reply, what: &str, now: SystemTime) -> Option<Verdict> {
         _ => (PermanentKind::Validation, "fix the request (title, branches, state) and apply again"),
     };
     Some(Verdict::Fail(CodeHostError::Permanent { kind, message: format!("{described} ({advice})") }))
-}
-
-/// The `rel="next"` target of a `Link` header.
-fn next_link(link: &str) -> Option<String> {
-    link.split(',').find_map(|part| {
-        let (target, parameters) = part.split_once(';')?;
-        let is_next = parameters.split(';').any(|parameter| {
-            let parameter = parameter.trim();
-            parameter == "rel=\"next\"" || parameter == "rel=next"
-        });
-        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
-        is_next.then(|| target.to_owned())
-    })
 }
 
 #[derive(Debug, Deserialize)]

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 
 use crate::budget::{RateLimitBudget, RateLimitHeaders, RetryPolicy, retry_after};
 use crate::error::{CodeHostError, PermanentKind};
-use crate::transport::{self, Forge, Reply, Verdict};
+use crate::transport::{self, Forge, Reply, Verdict, next_link};
 use crate::types::{
     ChangesetRequest, ChangesetUpdate, CheckState, ExternalChangeset, ExternalState, HostedRepository,
     MergeMethod, RepositoryRef, RepositorySelection, ReviewState,
@@ -412,19 +412,6 @@ fn classify(reply: &Reply, what: &str, now: SystemTime) -> Option<Verdict> {
         _ => (PermanentKind::Validation, "fix the request (title, branches, state) and apply again"),
     };
     Some(Verdict::Fail(CodeHostError::Permanent { kind, message: format!("{described} ({advice})") }))
-}
-
-/// The `rel="next"` target of a `Link` header.
-fn next_link(link: &str) -> Option<String> {
-    link.split(',').find_map(|part| {
-        let (target, parameters) = part.split_once(';')?;
-        let is_next = parameters.split(';').any(|parameter| {
-            let parameter = parameter.trim();
-            parameter == "rel=\"next\"" || parameter == "rel=next"
-        });
-        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
-        is_next.then(|| target.to_owned())
-    })
 }
 
 #[derive(Debug, Deserialize)]

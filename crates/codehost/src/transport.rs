@@ -122,3 +122,35 @@ pub(crate) async fn send(
         }
     }
 }
+
+/// The `rel="next"` target of a `Link` header (GitHub, GitLab and Gitea paginate with it).
+pub(crate) fn next_link(link: &str) -> Option<String> {
+    link.split(',').find_map(|part| {
+        let (target, parameters) = part.split_once(';')?;
+        let is_next = parameters.split(';').any(|parameter| {
+            let parameter = parameter.trim();
+            parameter == "rel=\"next\"" || parameter == "rel=next"
+        });
+        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        is_next.then(|| target.to_owned())
+    })
+}
+
+/// A branch name without `refs/heads/`.
+pub(crate) fn branch_name(reference: &str) -> &str {
+    reference.strip_prefix("refs/heads/").unwrap_or(reference)
+}
+
+/// An owner, repository or project name as one URL path segment (RFC 3986 unreserved bytes
+/// kept, every other byte percent-encoded).
+pub(crate) fn encode_segment(segment: &str) -> String {
+    let mut encoded = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
