@@ -350,3 +350,18 @@ fn the_end_to_end_benchmark_harness_runs_at_a_small_size() {
         assert!(stdout.contains(phase), "{phase} is reported: {stdout}");
     }
 }
+
+/// The executor API checks the token before it reads a body: without one, a malformed body
+/// is still 401, so a caller learns nothing about what the route would accept.
+#[test]
+fn executor_routes_refuse_a_missing_token_before_reading_the_body() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let (_server, url) = support::start_server(&root.path().join("data"), "flt_u_token_first_admin_0000000000000000000000000000000000000", "flt_e_token_first_executor_000000000000000000000000000000000", &[]);
+    for (method, path) in [("POST", "/.executors/queue/dequeue"), ("POST", "/.executors/queue/heartbeat"), ("POST", "/.executors/jobs/1/log"), ("PATCH", "/.executors/jobs/1/log/0"), ("POST", "/.executors/jobs/1/complete"), ("POST", "/.executors/jobs/1/fail")] {
+        let (status, body) = support::http_request(&url, method, path, None, Some("not json"));
+        assert_eq!(status, 401, "{method} {path}: {body}");
+        assert!(body.contains("\"error\""), "{method} {path}: a JSON error: {body}");
+        let (status, _) = support::http_request(&url, method, path, Some("token-executor wrong"), Some("not json"));
+        assert_eq!(status, 401, "{method} {path} with a wrong executor token");
+    }
+}
