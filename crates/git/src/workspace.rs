@@ -170,9 +170,10 @@ impl WorkspaceCache {
         credentials: Option<&Credentials>,
         commit: &CommitId,
     ) -> Result<bool, GitError> {
-        create_cache_repository_if_missing(cache_repository).await?;
+        let created = create_cache_repository_if_missing(cache_repository).await?;
         remove_stale_lock_files(cache_repository).await;
-        if has_commit(cache_repository, commit).await? {
+        // A cache created just now is empty: no need to ask git whether it has the commit.
+        if !created && has_commit(cache_repository, commit).await? {
             return Ok(false);
         }
         GitCommand::in_git_dir(cache_repository)
@@ -192,7 +193,7 @@ impl WorkspaceCache {
             .talks_to_remote()
             .run()
             .await?;
-        if !has_commit(cache_repository, commit).await? {
+        if !fetched_ref_points_at(cache_repository, commit).await && !has_commit(cache_repository, commit).await? {
             return Err(GitCommand::in_git_dir(cache_repository)
                 .args(["fetch", remote_url, commit.as_str()])
                 .unexpected_output("the fetch succeeded but the commit is not in the cache"));
@@ -273,12 +274,21 @@ async fn has_commit(repository: &Path, commit: &CommitId) -> Result<bool, GitErr
     }
 }
 
-async fn create_cache_repository_if_missing(cache_repository: &Path) -> Result<(), GitError> {
+/// Whether the fetch left the loose ref `refs/flotilla/commits/<commit>` pointing at the
+/// commit: read from the file, which spares a `git cat-file` per workspace. `false` (ask git)
+/// when the ref is packed or anything is unexpected.
+async fn fetched_ref_points_at(cache_repository: &Path, commit: &CommitId) -> bool {
+    let reference = cache_repository.join("refs/flotilla/commits").join(commit.as_str());
+    tokio::fs::read_to_string(reference).await.is_ok_and(|content| content.trim() == commit.as_str())
+}
+
+/// Makes sure the cache repository exists; returns whether it was created now (empty).
+async fn create_cache_repository_if_missing(cache_repository: &Path) -> Result<bool, GitError> {
     let complete = cache_repository.join("HEAD").is_file()
         && cache_repository.join("objects").is_dir()
         && cache_repository.join("refs").is_dir();
     if complete {
-        return Ok(());
+        return Ok(false);
     }
     remove_directory_if_present(cache_repository).await?;
     let parent = cache_repository.parent().unwrap_or(Path::new("."));
@@ -293,10 +303,15 @@ async fn create_cache_repository_if_missing(cache_repository: &Path) -> Result<(
             .arg(&temporary)
             .run()
             .await?;
-        GitCommand::in_git_dir(&temporary)
-            .args(["config", "gc.auto", "0"])
-            .run()
-            .await?;
+        // `gc.auto = 0`, written directly rather than by one more git process per repository.
+        let config = temporary.join("config");
+        let mut text = tokio::fs::read_to_string(&config)
+            .await
+            .map_err(|source| GitError::io("cannot read the new cache repository's config", &config, source))?;
+        text.push_str("[gc]\n\tauto = 0\n");
+        tokio::fs::write(&config, text)
+            .await
+            .map_err(|source| GitError::io("cannot write the new cache repository's config", &config, source))?;
         tokio::fs::rename(&temporary, cache_repository)
             .await
             .map_err(|source| {
@@ -311,7 +326,7 @@ async fn create_cache_repository_if_missing(cache_repository: &Path) -> Result<(
     if created.is_err() {
         let _ = tokio::fs::remove_dir_all(&temporary).await;
     }
-    created
+    created.map(|()| true)
 }
 
 async fn remove_directory_if_present(directory: &Path) -> Result<(), GitError> {

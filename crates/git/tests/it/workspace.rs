@@ -79,6 +79,14 @@ async fn second_prepare_on_the_same_repository_fetches_only_new_objects() {
     let first_bytes = bytes_served();
     assert!(first.fetched);
     assert!(first.path.join("bulk/file199.txt").is_file());
+    // The new cache never garbage-collects behind the executor's back.
+    let gc_auto = std::process::Command::new("git")
+        .args(["config", "--file"])
+        .arg(setup.root.join(format!("executor/cache/{REPOSITORY}.git/config")))
+        .args(["--get", "gc.auto"])
+        .output()
+        .expect("git config");
+    assert_eq!(String::from_utf8_lossy(&gc_auto.stdout).trim(), "0", "{}", String::from_utf8_lossy(&gc_auto.stderr));
 
     let started = Instant::now();
     let second = cache
