@@ -163,21 +163,6 @@ fn envelope(items: Vec<Value>, start: usize, limit: usize) -> Value {
     page
 }
 
-/// Milliseconds since the epoch from the state's RFC 3339 timestamps (`YYYY-MM-DDTHH:MM:SSZ`).
-fn millis(timestamp: &str) -> i64 {
-    let number = |range: std::ops::Range<usize>| timestamp.get(range).and_then(|part| part.parse::<i64>().ok()).unwrap_or(0);
-    let (year, month, day) = (number(0..4), number(5..7), number(8..10));
-    let (hour, minute, second) = (number(11..13), number(14..16), number(17..19));
-    // Howard Hinnant's days-from-civil.
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    let days = era * 146_097 + day_of_era - 719_468;
-    ((days * 86_400) + hour * 3600 + minute * 60 + second) * 1000
-}
-
 /// The `(owner, name)` key of a repository; project keys match without regard to case.
 fn repository_key(state: &EmulatorState, key: &str, slug: &str) -> Option<(String, String)> {
     state
@@ -326,8 +311,8 @@ fn pull_request_json(base_url: &str, repository: &RepositoryState, pull: &PullRe
         "open": pull.open,
         "closed": !pull.open,
         "draft": pull.draft,
-        "createdDate": millis(&pull.created_at),
-        "updatedDate": millis(&pull.updated_at),
+        "createdDate": crate::state::timestamp_millis(&pull.created_at),
+        "updatedDate": crate::state::timestamp_millis(&pull.updated_at),
         "fromRef": ref_json(base_url, record, &pull.head),
         "toRef": ref_json(base_url, record, &pull.base),
         "locked": false,
@@ -337,7 +322,7 @@ fn pull_request_json(base_url: &str, repository: &RepositoryState, pull: &PullRe
         "links": {"self": [{"href": format!("{base_url}/projects/{}/repos/{}/pull-requests/{}", record.owner, record.name, pull.number)}]},
     });
     if !pull.open {
-        rendered["closedDate"] = json!(millis(&pull.updated_at));
+        rendered["closedDate"] = json!(crate::state::timestamp_millis(&pull.updated_at));
     }
     rendered
 }
@@ -670,7 +655,7 @@ async fn create_comment(State(shared): SharedState, Path((key, slug, id)): Path<
     let Some(repository) = state.repository_mut(&found.0, &found.1) else { return no_such_repository(&key, &slug) };
     let number = repository.pulls[index].number;
     let comment = Comment { id: comment_id, body: text, user: "emulator".into(), created_at: timestamp(SystemTime::now()) };
-    let created = millis(&comment.created_at);
+    let created = crate::state::timestamp_millis(&comment.created_at);
     let rendered = json!({"id": comment.id, "version": 0, "text": comment.body, "author": {"name": comment.user}, "createdDate": created, "updatedDate": created});
     repository.comments.entry(number).or_default().push(comment);
     (StatusCode::CREATED, axum::Json(rendered)).into_response()
@@ -727,8 +712,8 @@ mod tests {
 
     #[test]
     fn timestamps_become_epoch_milliseconds() {
-        assert_eq!(millis("1970-01-01T00:00:00Z"), 0);
-        assert_eq!(millis("2024-02-29T12:34:56Z"), 1_709_210_096_000);
-        assert_eq!(millis(&timestamp(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000))), 1_800_000_000_000);
+        assert_eq!(crate::state::timestamp_millis("1970-01-01T00:00:00Z"), 0);
+        assert_eq!(crate::state::timestamp_millis("2024-02-29T12:34:56Z"), 1_709_210_096_000);
+        assert_eq!(crate::state::timestamp_millis(&timestamp(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000))), 1_800_000_000_000);
     }
 }

@@ -189,6 +189,21 @@ pub fn timestamp(time: SystemTime) -> String {
     format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
 }
 
+/// Milliseconds since the epoch of a [`timestamp`] (`YYYY-MM-DDTHH:MM:SSZ`); its inverse.
+pub fn timestamp_millis(timestamp: &str) -> i64 {
+    let number = |range: std::ops::Range<usize>| timestamp.get(range).and_then(|part| part.parse::<i64>().ok()).unwrap_or(0);
+    let (year, month, day) = (number(0..4), number(5..7), number(8..10));
+    let (hour, minute, second) = (number(11..13), number(14..16), number(17..19));
+    // Howard Hinnant's days-from-civil.
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    ((days * 86_400) + hour * 3600 + minute * 60 + second) * 1000
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -439,7 +439,7 @@ fn bulk_publish_goes_through_the_rollout_window_at_its_rate() {
         assert_eq!(fixture.emulator.pull_request_count("acme", name), 1, "{name}");
     }
     // One per second: five openings take at least four seconds from first to last.
-    let mut opened: Vec<i64> = names.iter().map(|name| epoch_seconds(pull_request(&fixture.emulator_url, name, 1)["created_at"].as_str().expect("created_at"))).collect();
+    let mut opened: Vec<i64> = names.iter().map(|name| flotilla_codehost_emulator::state::timestamp_millis(pull_request(&fixture.emulator_url, name, 1)["created_at"].as_str().expect("created_at")) / 1000).collect();
     opened.sort_unstable();
     assert!(opened[4] - opened[0] >= 3, "opened too fast for 1/second: {opened:?}");
 
@@ -480,27 +480,4 @@ fn bad_rollout_windows_stop_the_server_with_the_reason() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("windows.yaml: rollout window 1: rate \"10/day\" is not"), "{stderr}");
-}
-
-/// Seconds since the epoch of an RFC 3339 UTC time (`2026-12-02T10:00:00Z`), for comparing.
-fn epoch_seconds(text: &str) -> i64 {
-    let field = |range: std::ops::Range<usize>| -> i64 { text.get(range).and_then(|part| part.parse().ok()).unwrap_or_else(|| panic!("not RFC 3339: {text}")) };
-    let (year, month, day) = (field(0..4), field(5..7), field(8..10));
-    let (year, month) = if month <= 2 { (year - 1, month + 12) } else { (year, month) };
-    let days = 365 * year + year / 4 - year / 100 + year / 400 + (153 * (month - 3) + 2) / 5 + day;
-    days * 86_400 + field(11..13) * 3600 + field(14..16) * 60 + field(17..19)
-}
-
-/// `changesetTemplate.fork: true` is refused with the reason, never pushed to the repository
-/// itself against the spec's wish.
-#[test]
-fn a_fork_the_spec_asks_for_is_refused_not_ignored() {
-    let fixture = Fixture::start(&["app"]);
-    let file = fixture.root.path().join("readme-fix.batch.yaml");
-    std::fs::write(&file, spec("Fix the README", "true").replace("  branch: batch/readme-fix\n", "  branch: batch/readme-fix\n  fork: true\n")).expect("write spec");
-    assert_eq!(apply(&fixture.url, &file), rows(&[("github.com/acme/app", "create", "push,publish")]));
-    let listed = reconciled(&fixture.url);
-    assert_eq!(listed[0]["reconcilerState"], "failed", "{listed:?}");
-    assert!(listed[0]["failureMessage"].as_str().is_some_and(|message| message.contains("changesetTemplate.fork is not supported yet")), "{listed:?}");
-    assert_eq!(fixture.emulator.pull_request_count("acme", "app"), 0);
 }

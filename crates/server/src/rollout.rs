@@ -127,16 +127,6 @@ pub fn active_rate(windows: &[RolloutWindow], now_secs: u64) -> Option<Rate> {
         .map(|window| window.rate)
 }
 
-/// When `position` scheduled changesets are ahead of one (0 = next), how long until it is
-/// released under `rate`, if the window stays as it is; `None` when paused or outside windows.
-pub fn estimated_wait(rate: Option<Rate>, position: u32) -> Option<Duration> {
-    match rate? {
-        Rate::Unlimited => Some(Duration::ZERO),
-        Rate::Paused => None,
-        Rate::Every(interval) => Some(interval * position),
-    }
-}
-
 fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_secs())
 }
@@ -244,7 +234,5 @@ mod tests {
         assert_eq!(active_rate(&windows, tuesday + 11 * 3600), None);
         assert_eq!(active_rate(&windows, tuesday - 3600), None, "Monday");
         assert_eq!(active_rate(&[], tuesday), None, "an empty list pauses everything");
-        assert_eq!(estimated_wait(None, 3), None);
-        assert_eq!(estimated_wait(Some(Rate::Every(Duration::from_secs(30))), 3), Some(Duration::from_secs(90)));
     }
 }
