@@ -111,6 +111,19 @@ async fn mirror_create_and_fetch_report_changes() {
         .expect("read HEAD")
         .expect("has default");
     assert_eq!(default.name.as_str(), "feature");
+
+    // Only the remote's HEAD moves: no ref changed (so no fetch runs), and HEAD still follows.
+    git(&upstream, &["update-ref", "refs/heads/main", third.as_str()]);
+    let outcome = flotilla_git::fetch_mirror(&mirror, RemoteOptions::default()).await.expect("fetch");
+    assert_eq!(outcome.changed_refs.len(), 1, "{outcome:?}");
+    assert_eq!(outcome.new_default_branch, None);
+    git(&upstream, &["symbolic-ref", "HEAD", "refs/heads/main"]);
+    let outcome = flotilla_git::fetch_mirror(&mirror, RemoteOptions::default()).await.expect("fetch");
+    assert!(outcome.changed_refs.is_empty(), "{outcome:?}");
+    assert!(outcome.refs_changed(), "a new default branch counts as a change");
+    assert_eq!(outcome.new_default_branch.as_ref().map(BranchName::as_str), Some("main"));
+    let default = flotilla_git::default_branch(&mirror).await.expect("read HEAD").expect("has default");
+    assert_eq!((default.name.as_str(), &default.commit), ("main", &third));
 }
 
 #[tokio::test]
