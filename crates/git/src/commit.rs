@@ -3,7 +3,8 @@
 //!
 //! The commit is built without any working tree: a temporary index file (`GIT_INDEX_FILE`)
 //! inside the mirror is loaded with the base tree, the diff is applied to it with
-//! `git apply --cached -p0`, and `write-tree` + `commit-tree` create the objects. The mirror's
+//! `git apply --cached -p0`, `write-tree` writes the tree and the commit object is written
+//! in-process (the bytes `commit-tree` would write; see `objects`). The mirror's
 //! refs are never changed; the new commit is only reachable once pushed.
 
 use std::path::{Path, PathBuf};
@@ -11,7 +12,8 @@ use std::time::Duration;
 
 use crate::command::{Credentials, GitCommand, check_remote, stderr_tail};
 use crate::error::GitError;
-use crate::names::{BranchName, CommitId};
+use crate::names::{BranchName, CommitId, ObjectId};
+use crate::objects::{object_format, write_loose_object};
 use crate::unique_suffix;
 
 /// A point in time as git records it: seconds since the Unix epoch plus the author's UTC offset.
@@ -45,6 +47,12 @@ pub struct Signature {
 }
 
 impl Signature {
+    /// `Name <email> <seconds> <+hhmm>`, as on a commit's `author` and `committer` lines.
+    fn header_value(&self) -> String {
+        let date = self.time.to_git_date();
+        format!("{} <{}> {}", self.name, self.email, date.trim_start_matches('@'))
+    }
+
     fn check(&self, role: &'static str) -> Result<(), GitError> {
         let forbidden = |text: &str| text.contains(['<', '>', '\n', '\r', '\0']);
         if self.name.trim().is_empty() {
@@ -117,6 +125,22 @@ pub async fn commit_diff(
     let tree = String::from_utf8_lossy(&tree_command.run().await?)
         .trim()
         .to_owned();
+    if object_format(repository) == "sha1" {
+        // What `git commit-tree` would write, byte for byte, without a process.
+        let tree = ObjectId::new(&tree).map_err(|_| {
+            with_index(GitCommand::in_git_dir(repository)).arg("write-tree").unexpected_output(format!("not a tree id: {tree:?}"))
+        })?;
+        let content = format!(
+            "tree {tree}\nparent {base}\nauthor {}\ncommitter {}\n\n{message}",
+            author.header_value(),
+            committer.header_value()
+        );
+        let repository = repository.to_path_buf();
+        let id = tokio::task::spawn_blocking(move || write_loose_object(&repository, "commit", content.as_bytes()))
+            .await
+            .map_err(|error| GitError::io("writing the commit object was interrupted", PathBuf::new(), std::io::Error::other(error)))??;
+        return CommitId::new(id.as_str());
+    }
     let commit_command = GitCommand::in_git_dir(repository)
         .config("commit.gpgSign", "false")
         .env("GIT_AUTHOR_NAME", &author.name)

@@ -18,6 +18,7 @@
 //! Code map: [`discovery`] finds repositories in a directory tree; [`mirror`] creates and
 //! updates mirrors and answers branch questions; [`tree`] lists files and reads blobs;
 //! [`smart_http`] serves fetches; [`workspace`] prepares executor workspaces and diffs them;
+//! `refs` reads refs and `objects` writes objects without starting git;
 //! [`diff`] parses diffs; [`commit`] applies a diff as a commit and pushes it.
 
 pub mod command;
@@ -27,6 +28,8 @@ pub mod discovery;
 pub mod error;
 pub mod mirror;
 pub mod names;
+mod objects;
+mod refs;
 pub mod smart_http;
 pub mod tree;
 pub mod workspace;

@@ -11,7 +11,9 @@
 //! which is how executors fetch exactly the commit a job needs, and partial-clone filters are
 //! allowed (`uploadpack.allowFilter`).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -21,6 +23,7 @@ use tokio::task::JoinHandle;
 
 use crate::command::GitCommand;
 use crate::error::GitError;
+use crate::objects::object_format;
 
 /// `Content-Type` of the `info/refs?service=git-upload-pack` response.
 pub const ADVERTISEMENT_CONTENT_TYPE: &str = "application/x-git-upload-pack-advertisement";
@@ -43,11 +46,27 @@ pub async fn advertise_upload_pack(
             .split(':')
             .any(|parameter| parameter == "version=2")
     });
+    // Protocol v2's advertisement lists capabilities, not refs: it is the same for every
+    // repository of one object format, so git is asked once and the answer reused.
+    let cache_key = is_version_2.then(|| (protocol.clone().unwrap_or_default(), object_format(repository)));
+    if let Some(key) = &cache_key
+        && let Some(cached) = lock_cache().get(key)
+    {
+        return Ok(cached.clone());
+    }
     let advertisement = upload_pack_command(repository, protocol.as_deref())
         .arg("--advertise-refs")
         .arg(absolute(repository)?)
         .run()
         .await?;
+    if let Some(key) = cache_key {
+        let mut cache = lock_cache();
+        // A client chooses its `Git-Protocol` header: keep the cache small whatever it sends.
+        if cache.len() >= 16 {
+            cache.clear();
+        }
+        cache.insert(key, advertisement.clone());
+    }
     let mut body = Vec::with_capacity(advertisement.len() + 64);
     if !is_version_2 {
         body.extend_from_slice(&pkt_line(b"# service=git-upload-pack\n"));
@@ -132,6 +151,14 @@ impl Drop for UploadPackResponse {
             task.abort();
         }
     }
+}
+
+/// Protocol v2 advertisements already produced, by (`Git-Protocol` header, object format).
+type AdvertisementCache = HashMap<(String, &'static str), Vec<u8>>;
+
+fn lock_cache() -> std::sync::MutexGuard<'static, AdvertisementCache> {
+    static CACHE: OnceLock<Mutex<AdvertisementCache>> = OnceLock::new();
+    CACHE.get_or_init(Mutex::default).lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn upload_pack_command(repository: &Path, protocol: Option<&str>) -> GitCommand {

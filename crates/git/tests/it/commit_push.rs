@@ -117,6 +117,9 @@ async fn commit_diff_then_push_creates_the_branch_on_the_code_host() {
         .trim_end(),
         "Author <author@example.com> 1700000500 +0100|Committer 1700000600 +0100|Update things\n\nBody."
     );
+    // The commit object the server wrote itself passes git's strictest check on both sides.
+    git(&code_host, &["fsck", "--strict", "--no-dangling"]);
+    git(&mirror, &["fsck", "--strict", "--no-dangling"]);
     let names = git(
         &code_host,
         &["ls-tree", "-r", "--name-only", commit.as_str()],
