@@ -297,21 +297,7 @@ async fn create_cache_repository_if_missing(cache_repository: &Path) -> Result<b
         .map_err(|source| GitError::io("cannot create the cache directory", parent, source))?;
     let temporary = parent.join(format!(".init-{}", unique_suffix()));
     let created = async {
-        GitCommand::in_directory(parent)
-            .config("init.defaultBranch", "main")
-            .args(["init", "--quiet", "--bare", "--template="])
-            .arg(&temporary)
-            .run()
-            .await?;
-        // `gc.auto = 0`, written directly rather than by one more git process per repository.
-        let config = temporary.join("config");
-        let mut text = tokio::fs::read_to_string(&config)
-            .await
-            .map_err(|source| GitError::io("cannot read the new cache repository's config", &config, source))?;
-        text.push_str("[gc]\n\tauto = 0\n");
-        tokio::fs::write(&config, text)
-            .await
-            .map_err(|source| GitError::io("cannot write the new cache repository's config", &config, source))?;
+        write_empty_repository(&temporary, true, "[gc]\n\tauto = 0\n").await?;
         tokio::fs::rename(&temporary, cache_repository)
             .await
             .map_err(|source| {
@@ -383,14 +369,10 @@ async fn check_out(
     commit: &CommitId,
     sparse_patterns: Option<&str>,
 ) -> Result<(), GitError> {
-    let parent = job_directory.parent().unwrap_or(Path::new("."));
-    GitCommand::in_directory(parent)
-        .config("init.defaultBranch", "main")
-        .args(["init", "--quiet", "--template="])
-        .arg(job_directory)
-        .run()
-        .await?;
     let git_dir = job_directory.join(".git");
+    // Sparse checkout is configured up front, in the config the repository is born with.
+    let sparse_config = if sparse_patterns.is_some() { "[core]\n\tsparseCheckout = true\n\tsparseCheckoutCone = false\n" } else { "" };
+    write_empty_repository(&git_dir, false, sparse_config).await?;
     let cache_objects =
         std::path::absolute(cache_repository.join("objects")).map_err(|source| {
             GitError::io(
@@ -417,14 +399,6 @@ async fn check_out(
     }
     if let Some(patterns) = sparse_patterns {
         write_file(&git_dir.join("info/sparse-checkout"), patterns.as_bytes()).await?;
-        GitCommand::in_work_tree(job_directory)
-            .args(["config", "core.sparseCheckout", "true"])
-            .run()
-            .await?;
-        GitCommand::in_work_tree(job_directory)
-            .args(["config", "core.sparseCheckoutCone", "false"])
-            .run()
-            .await?;
     }
     GitCommand::in_work_tree(job_directory)
         .args([
@@ -437,6 +411,22 @@ async fn check_out(
         .run()
         .await?;
     Ok(())
+}
+
+/// Lays out an empty repository at `git_dir` as `git init --template=` does (HEAD on `main`,
+/// an empty object store and ref folders, a format-0 config), plus `extra_config`. Executors
+/// create two repositories per job on a new repository, and writing five small files costs
+/// nothing next to starting git twice.
+async fn write_empty_repository(git_dir: &Path, bare: bool, extra_config: &str) -> Result<(), GitError> {
+    for folder in ["objects/info", "objects/pack", "refs/heads", "refs/tags"] {
+        let path = git_dir.join(folder);
+        tokio::fs::create_dir_all(&path)
+            .await
+            .map_err(|source| GitError::io("cannot create the repository folder", &path, source))?;
+    }
+    write_file(&git_dir.join("HEAD"), b"ref: refs/heads/main\n").await?;
+    let config = format!("[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = {bare}\n{extra_config}");
+    write_file(&git_dir.join("config"), config.as_bytes()).await
 }
 
 async fn write_file(path: &Path, contents: &[u8]) -> Result<(), GitError> {
