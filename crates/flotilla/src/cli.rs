@@ -154,6 +154,10 @@ pub struct BenchE2eArgs {
     /// Keep the generated repositories, data and logs (their folder is printed).
     #[arg(long)]
     pub keep: bool,
+    /// Do not list workspaces and changesets during the run: the server's CPU per workspace
+    /// then excludes what a user browsing the run costs (no API latency is reported).
+    #[arg(long)]
+    pub no_probe: bool,
 }
 
 #[derive(Debug, Args)]

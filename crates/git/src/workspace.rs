@@ -6,7 +6,8 @@
 //!   commit is fetched with `--depth=1` and kept under `refs/flotilla/commits/<id>`, so a later
 //!   fetch of a newer commit negotiates with those and receives only new objects, and a job on
 //!   an already cached commit does no network at all. `gc.auto=0`: nothing prunes it behind a
-//!   running job's back.
+//!   running job's back, and `maintenance.auto=false` spares each fetch a `git maintenance`
+//!   process that would find nothing to do.
 //! - `cache/<repository name>.lock`: an advisory file lock held while the cache repository is
 //!   created or fetched into, by this process or another executor process on the machine.
 //! - `jobs/<unique>`: one working directory per job: a new repository whose object store
@@ -297,7 +298,7 @@ async fn create_cache_repository_if_missing(cache_repository: &Path) -> Result<b
         .map_err(|source| GitError::io("cannot create the cache directory", parent, source))?;
     let temporary = parent.join(format!(".init-{}", unique_suffix()));
     let created = async {
-        write_empty_repository(&temporary, true, "[gc]\n\tauto = 0\n").await?;
+        write_empty_repository(&temporary, true, "[gc]\n\tauto = 0\n[maintenance]\n\tauto = false\n").await?;
         tokio::fs::rename(&temporary, cache_repository)
             .await
             .map_err(|source| {

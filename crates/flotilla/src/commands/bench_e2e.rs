@@ -146,8 +146,9 @@ async fn run(arguments: &BenchE2eArgs, root: &Path) -> anyhow::Result<ExitCode> 
     let latencies: Arc<Mutex<Vec<f64>>> = Arc::new(Mutex::new(Vec::new()));
     let prober = {
         let (running, paths, latencies, client) = (running.clone(), probe_paths.clone(), latencies.clone(), Client::new(Some(url.clone()), Some(ADMIN.to_owned()))?);
+        let probing = !arguments.no_probe;
         tokio::spawn(async move {
-            while running.load(Ordering::Relaxed) {
+            while probing && running.load(Ordering::Relaxed) {
                 let current: Vec<String> = paths.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
                 for path in current {
                     let started = Instant::now();
