@@ -117,10 +117,10 @@ impl ExecutorClient {
     }
 
     /// Starts a log entry of a job; returns its index.
-    pub async fn start_log_entry(&self, job: &Job, entry: &LogEntryStart) -> Result<i64, ClientError> {
+    pub async fn start_log_entry(&self, job: &Job, entry: &LogEntryStart, retries: Retries) -> Result<i64, ClientError> {
         let path = format!("/.executors/jobs/{}/log", job.id);
         let created: Option<LogEntryCreated> =
-            self.call(Method::POST, &path, Authorization::Job { id: job.id, token: &job.token }, Some(entry), Retries::Persistent).await?;
+            self.call(Method::POST, &path, Authorization::Job { id: job.id, token: &job.token }, Some(entry), retries).await?;
         created.map(|created| created.index).ok_or(ClientError::InvalidResponse { path, message: "no body".to_owned() })
     }
 

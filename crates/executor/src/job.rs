@@ -197,7 +197,7 @@ impl Execution<'_> {
             let run_condition = eval_step_condition(&step.if_condition, &context)
                 .map_err(|error| failed(format!("step {number}: evaluating `if: {}` failed: {error}", step.if_condition), false))?;
             if !run_condition {
-                let mut entry = LogEntry::start(&self.environment.client, job, self.redactor, &format!("step.{step_index}"), &[]).await?;
+                let mut entry = LogEntry::start(&self.environment.client, job, self.redactor, &format!("step.{step_index}"), &[]);
                 entry.push_line(&format!("skipped: the condition `if: {}` is false", step.if_condition));
                 entry.finish(0).await?;
                 let mut skipped = StepResult {
@@ -243,7 +243,7 @@ impl Execution<'_> {
                 }
             }
 
-            let mut entry = LogEntry::start(&self.environment.client, job, self.redactor, &format!("step.{step_index}"), std::slice::from_ref(&script)).await?;
+            let mut entry = LogEntry::start(&self.environment.client, job, self.redactor, &format!("step.{step_index}"), std::slice::from_ref(&script));
             if !image_allowed(&job.allowed_images, &image) {
                 let message = format!(
                     "step {number}: the image `{image}` is not allowed on this server; allowed images: {} (ask a site admin to extend --allowed-images)",
@@ -336,7 +336,7 @@ impl Execution<'_> {
         let job = self.job;
         let remote_url = format!("{}{}", self.environment.client.base_url(), job.git_path);
         let command = vec!["git".to_owned(), "fetch".to_owned(), "--depth=1".to_owned(), remote_url.clone(), job.commit.clone()];
-        let mut entry = LogEntry::start(&self.environment.client, job, self.redactor, "setup.fetch", &command).await?;
+        let mut entry = LogEntry::start(&self.environment.client, job, self.redactor, "setup.fetch", &command);
         let stop = self.control.token().clone();
         let prepared = tokio::select! {
             prepared = self.prepare(&remote_url) => prepared,

@@ -1,6 +1,11 @@
 //! One entry of a job's execution log (`setup.fetch`, `step.N`), streamed to the server: the
 //! full output so far at most once per second while the command runs, then a final write
 //! with the exit code and duration. Everything is redacted before it leaves.
+//!
+//! The entry reaches the server only once its command has run for a second (then it is
+//! updated every second, as Sourcegraph's executors do) or when it finishes: a command that
+//! takes less than a second — most setup commands and many steps — costs one request, not
+//! three. Across 45,000 workspaces that is most of the executor API's traffic.
 
 use std::time::{Duration, Instant};
 
@@ -12,12 +17,17 @@ use crate::redact::Redactor;
 /// The least time between two updates of the same entry (Sourcegraph's executors use 1 s).
 pub const LOG_UPDATE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// A started log entry.
+/// A log entry of a running command.
 pub struct LogEntry<'a> {
     client: &'a ExecutorClient,
     job: &'a Job,
     redactor: &'a Redactor,
-    index: i64,
+    key: String,
+    /// Redacted already.
+    command: Vec<String>,
+    started_at_ms: i64,
+    /// The entry's index on the server, once it was sent.
+    index: Option<i64>,
     output: String,
     started: Instant,
     last_update: Option<Instant>,
@@ -26,25 +36,36 @@ pub struct LogEntry<'a> {
 }
 
 impl<'a> LogEntry<'a> {
-    /// Starts an entry named `key` for `command` (both redacted).
-    pub async fn start(
-        client: &'a ExecutorClient,
-        job: &'a Job,
-        redactor: &'a Redactor,
-        key: &str,
-        command: &[String],
-    ) -> Result<LogEntry<'a>, ClientError> {
+    /// An entry named `key` for `command` (both redacted); nothing is sent yet.
+    pub fn start(client: &'a ExecutorClient, job: &'a Job, redactor: &'a Redactor, key: &str, command: &[String]) -> LogEntry<'a> {
         let started_at_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|since| i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
             .unwrap_or(0);
-        let start = LogEntryStart {
+        LogEntry {
+            client,
+            job,
+            redactor,
             key: key.to_owned(),
             command: command.iter().map(|part| redactor.redact(part)).collect(),
             started_at_ms,
-        };
-        let index = client.start_log_entry(job, &start).await?;
-        Ok(LogEntry { client, job, redactor, index, output: String::new(), started: Instant::now(), last_update: None, sent_length: 0 })
+            index: None,
+            output: String::new(),
+            started: Instant::now(),
+            last_update: None,
+            sent_length: 0,
+        }
+    }
+
+    fn whole(&self, exit_code: Option<i32>, duration_ms: Option<i64>) -> LogEntryStart {
+        LogEntryStart {
+            key: self.key.clone(),
+            command: self.command.clone(),
+            started_at_ms: self.started_at_ms,
+            output: self.redactor.redact(&self.output),
+            exit_code,
+            duration_ms,
+        }
     }
 
     /// Adds one line of output (without its newline).
@@ -53,8 +74,12 @@ impl<'a> LogEntry<'a> {
         self.output.push('\n');
     }
 
-    /// When the next intermediate update may be sent, if there is anything new to send.
+    /// When the next intermediate update may be sent: a second after the command started for
+    /// an entry not sent yet, then a second after the last update when there is new output.
     pub fn next_update_due(&self) -> Option<Instant> {
+        if self.index.is_none() {
+            return Some(self.last_update.unwrap_or(self.started) + LOG_UPDATE_INTERVAL);
+        }
         if self.output.len() == self.sent_length {
             return None;
         }
@@ -64,26 +89,41 @@ impl<'a> LogEntry<'a> {
         })
     }
 
-    /// Sends the output so far, once. Only [`ClientError::JobGone`] is returned: a lost
-    /// intermediate update is repaired by the next one.
+    /// Sends the output so far, once (creating the entry on the server the first time). Only
+    /// [`ClientError::JobGone`] is returned: a lost update is repaired by the next one.
     pub async fn send_update(&mut self) -> Result<(), ClientError> {
         self.last_update = Some(Instant::now());
-        self.sent_length = self.output.len();
-        let update = LogEntryUpdate { output: self.redactor.redact(&self.output), exit_code: None, duration_ms: None };
-        match self.client.update_log_entry(self.job, self.index, &update, Retries::Once).await {
+        let sent_length = self.output.len();
+        let sent = match self.index {
+            None => self.client.start_log_entry(self.job, &self.whole(None, None), Retries::Once).await.map(|index| self.index = Some(index)),
+            Some(index) => {
+                let update = LogEntryUpdate { output: self.redactor.redact(&self.output), exit_code: None, duration_ms: None };
+                self.client.update_log_entry(self.job, index, &update, Retries::Once).await
+            }
+        };
+        match sent {
             Err(error @ ClientError::JobGone { .. }) => Err(error),
             Err(error) => {
                 tracing::debug!(job.id = self.job.id, %error, "a log update did not arrive; the next one repeats it");
                 Ok(())
             }
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.sent_length = sent_length;
+                Ok(())
+            }
         }
     }
 
-    /// The final write: all output, the exit code and the duration. It must arrive.
+    /// The final write: all output, the exit code and the duration (the whole entry in one
+    /// request when it was never sent). It must arrive.
     pub async fn finish(self, exit_code: i32) -> Result<(), ClientError> {
         let duration_ms = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
-        let update = LogEntryUpdate { output: self.redactor.redact(&self.output), exit_code: Some(exit_code), duration_ms: Some(duration_ms) };
-        self.client.update_log_entry(self.job, self.index, &update, Retries::Persistent).await
+        match self.index {
+            None => self.client.start_log_entry(self.job, &self.whole(Some(exit_code), Some(duration_ms)), Retries::Persistent).await.map(drop),
+            Some(index) => {
+                let update = LogEntryUpdate { output: self.redactor.redact(&self.output), exit_code: Some(exit_code), duration_ms: Some(duration_ms) };
+                self.client.update_log_entry(self.job, index, &update, Retries::Persistent).await
+            }
+        }
     }
 }

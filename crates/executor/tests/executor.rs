@@ -119,7 +119,11 @@ async fn start_log(State(state): State<Shared>, UrlPath(job_id): UrlPath<i64>, h
     }
     record_body(&mut state, &body);
     let start: LogEntryStart = serde_json::from_slice(&body).expect("log entry body");
-    state.log_entries.push(RecordedLogEntry { job_id, key: start.key, command: start.command, created: Instant::now(), updates: Vec::new() });
+    // An entry may arrive whole (its command finished within a second): record its content
+    // as the entry's first update, as the server stores it.
+    let whole = (!start.output.is_empty() || start.exit_code.is_some())
+        .then(|| (Instant::now(), LogEntryUpdate { output: start.output, exit_code: start.exit_code, duration_ms: start.duration_ms }));
+    state.log_entries.push(RecordedLogEntry { job_id, key: start.key, command: start.command, created: Instant::now(), updates: whole.into_iter().collect() });
     let index = i64::try_from(state.log_entries.len()).expect("small");
     json_response(&LogEntryCreated { index })
 }
@@ -559,7 +563,30 @@ async fn a_printed_line_reaches_the_server_while_the_step_still_runs() {
         assert_eq!(last.exit_code, Some(0));
         assert!(last.output.contains("stdout: hello-stream\nstdout: done\n"), "{}", last.output);
         assert!(last.duration_ms.is_some_and(|duration| duration >= 3000), "{last:?}");
-        assert!(*finished - created >= Duration::from_millis(2900));
+        assert!(*finished - created >= Duration::from_millis(1500), "the entry existed on the server while the step ran");
+    }
+    executor.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_shorter_than_a_second_is_logged_in_one_request() {
+    let server = FakeServer::start().await;
+    server.push_job(job(&server, 5, vec![step("echo quick\n")]));
+    let executor = RunningExecutor::start(&server, RuntimeKind::Process);
+    server.wait_for_outcome(5).await.expect("the job completes");
+    {
+        let state = lock(&server.state);
+        let entries: Vec<&RecordedLogEntry> = state.log_entries.iter().filter(|entry| entry.job_id == 5).collect();
+        assert!(entries.iter().any(|entry| entry.key == "setup.fetch") && entries.iter().any(|entry| entry.key == "step.0"), "{entries:#?}");
+        for entry in entries {
+            // Created whole: the start carried the output and the exit code, and no update followed.
+            assert_eq!(entry.updates.len(), 1, "{entry:#?}");
+            let (_, update) = &entry.updates[0];
+            assert_eq!(update.exit_code, Some(0), "{entry:#?}");
+            assert!(update.duration_ms.is_some(), "{entry:#?}");
+        }
+        let step = state.log_entries.iter().find(|entry| entry.job_id == 5 && entry.key == "step.0").expect("step.0");
+        assert!(step.updates[0].1.output.contains("stdout: quick\n"), "{step:#?}");
     }
     executor.stop().await;
 }

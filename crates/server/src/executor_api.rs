@@ -385,9 +385,9 @@ async fn append_log(
                 key: entry.key,
                 command: entry.command,
                 started_at: entry.started_at_ms,
-                exit_code: None,
-                duration_ms: None,
-                output: String::new(),
+                exit_code: entry.exit_code.map(i64::from),
+                duration_ms: entry.duration_ms,
+                output: entry.output,
             },
         )
         .await?;

@@ -114,11 +114,20 @@ pub struct HeartbeatResponse {
 }
 
 /// A new entry in a job's execution log (one per command: setup, each step).
+///
+/// An entry whose command finished before its first update was due arrives whole, with its
+/// output, exit code and duration: one request instead of three.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogEntryStart {
     pub key: String,
     pub command: Vec<String>,
     pub started_at_ms: i64,
+    #[serde(default)]
+    pub output: String,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub duration_ms: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
