@@ -2,9 +2,9 @@
 //! full output so far at most once per second while the command runs, then a final write
 //! with the exit code and duration. Everything is redacted before it leaves.
 //!
-//! The entry reaches the server only once its command has run for a second (then it is
+//! The entry reaches the server only once its command has run for half a second (then it is
 //! updated every second, as Sourcegraph's executors do) or when it finishes: a command that
-//! takes less than a second — most setup commands and many steps — costs one request, not
+//! takes less than that — most setup commands and many steps — costs one request, not
 //! three. Across 45,000 workspaces that is most of the executor API's traffic.
 
 use std::time::{Duration, Instant};
@@ -16,6 +16,10 @@ use crate::redact::Redactor;
 
 /// The least time between two updates of the same entry (Sourcegraph's executors use 1 s).
 pub const LOG_UPDATE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long a command runs before its entry is sent: short enough that a line printed at the
+/// start is visible within a second, long enough that most setup commands finish first.
+pub const FIRST_SEND_DELAY: Duration = Duration::from_millis(500);
 
 /// A log entry of a running command.
 pub struct LogEntry<'a> {
@@ -74,11 +78,15 @@ impl<'a> LogEntry<'a> {
         self.output.push('\n');
     }
 
-    /// When the next intermediate update may be sent: a second after the command started for
-    /// an entry not sent yet, then a second after the last update when there is new output.
+    /// When the next intermediate update may be sent: [`FIRST_SEND_DELAY`] after the command
+    /// started for an entry not sent yet (a second after a failed attempt), then a second
+    /// after the last update when there is new output.
     pub fn next_update_due(&self) -> Option<Instant> {
         if self.index.is_none() {
-            return Some(self.last_update.unwrap_or(self.started) + LOG_UPDATE_INTERVAL);
+            return Some(match self.last_update {
+                Some(last) => last + LOG_UPDATE_INTERVAL,
+                None => self.started + FIRST_SEND_DELAY,
+            });
         }
         if self.output.len() == self.sent_length {
             return None;
