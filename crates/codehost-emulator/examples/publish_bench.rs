@@ -89,7 +89,7 @@ async fn run(changesets: usize, repositories: usize, limit: Option<RateLimitConf
         )
         .await?;
     let server = start(config, store.clone()).await?;
-    let mirrored = flotilla_server::mirrors::sync_code_host(&server.state, &host).await?;
+    let mirrored = flotilla_server::mirrors::sync_code_host(&server.state, &host, flotilla_server::mirrors::Which::All).await?;
 
     // One batch spec whose changeset specs each add a file on their own branch.
     let batch_spec = store

@@ -38,6 +38,7 @@ pub mod incoming_webhooks;
 pub mod janitor;
 pub mod log_stream;
 pub mod metrics;
+pub mod mirror_schedule;
 pub mod mirrors;
 pub mod reconciler;
 pub mod reconciler_plan;
@@ -144,6 +145,8 @@ pub struct AppState {
     pub schedule_requested: Notify,
     /// Woken when a mirror sync is requested.
     pub sync_requested: Notify,
+    /// When each mirror is next fetched by the periodic sync.
+    pub mirror_schedule: mirror_schedule::SyncSchedule,
     /// One lock per repository, so a background sync and a requested one never clone or
     /// fetch the same mirror at once.
     pub mirror_locks: std::sync::Mutex<std::collections::HashMap<flotilla_store::RepositoryId, Arc<tokio::sync::Mutex<()>>>>,
@@ -224,12 +227,14 @@ pub async fn start(config: ServerConfig, store: Store) -> anyhow::Result<Running
         .await
         .with_context(|| format!("listening on {} (is another server running there? choose another with --listen)", config.listen))?;
     let address = listener.local_addr().context("reading the listening address")?;
+    let mirror_schedule = mirror_schedule::SyncSchedule::new(config.mirror_interval);
     let state = Arc::new(AppState {
         store,
         config,
         jobs_queued: Notify::new(),
         resolution_requested: Notify::new(),
         sync_requested: Notify::new(),
+        mirror_schedule,
         reconcile_requested: Notify::new(),
         schedule_requested: Notify::new(),
         job_durations: metrics::JobDurations::default(),

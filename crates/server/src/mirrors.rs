@@ -3,7 +3,7 @@
 //! The server keeps a bare mirror of every repository it knows, in
 //! `<data dir>/mirrors/<repository id>.git`, and serves executors from it. The syncer lists
 //! each code host's repositories, creates missing mirrors and fetches existing ones, in the
-//! background, at an interval or when asked. Progress is visible per repository through its
+//! background, when asked or when [`crate::mirror_schedule`] says a mirror is due. Progress is visible per repository through its
 //! mirror state (pending, cloning, ready, failed with the error).
 //!
 //! Kinds handled here: `git-directory` (every git repository below a local folder becomes
@@ -31,33 +31,47 @@ pub fn mirror_path(config: &ServerConfig, repository_id: RepositoryId) -> PathBu
     config.mirrors_dir().join(format!("{}.git", repository_id.0))
 }
 
-/// Runs until shutdown: syncs everything at start, then at the configured interval or when
-/// [`crate::AppState::sync_requested`] is notified.
+/// Runs until shutdown: syncs everything at start and when
+/// [`crate::AppState::sync_requested`] is notified, and at the configured interval the
+/// mirrors the [`crate::mirror_schedule`] says are due.
 pub async fn run_syncer(state: SharedState, shutdown: CancellationToken) {
+    let mut which = Which::All;
     loop {
-        if let Err(error) = sync_all(&state).await {
+        if let Err(error) = sync_code_hosts(&state, which).await {
             tracing::error!(error = %error, "syncing code hosts failed");
         }
-        tokio::select! {
+        which = tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(state.config.mirror_interval) => {}
-            _ = state.sync_requested.notified() => {}
-        }
+            _ = tokio::time::sleep(state.config.mirror_interval) => Which::Due,
+            _ = state.sync_requested.notified() => Which::All,
+        };
     }
+}
+
+/// Which mirrors a sync pass fetches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Which {
+    All,
+    /// Those the schedule says are due (new repositories always are).
+    Due,
 }
 
 /// Lists every code host's repositories and brings each mirror up to date.
 pub async fn sync_all(state: &SharedState) -> anyhow::Result<()> {
+    sync_code_hosts(state, Which::All).await
+}
+
+async fn sync_code_hosts(state: &SharedState, which: Which) -> anyhow::Result<()> {
     for code_host in state.store.list_code_hosts().await? {
-        if let Err(error) = sync_code_host(state, &code_host).await {
+        if let Err(error) = sync_code_host(state, &code_host, which).await {
             tracing::error!(code_host.name = %code_host.name, error = %error, "syncing a code host failed");
         }
     }
     Ok(())
 }
 
-/// Discovers a code host's repositories and syncs each mirror.
-pub async fn sync_code_host(state: &SharedState, code_host: &CodeHost) -> anyhow::Result<Vec<Repository>> {
+/// Discovers a code host's repositories and syncs each mirror (or each one due).
+pub async fn sync_code_host(state: &SharedState, code_host: &CodeHost, which: Which) -> anyhow::Result<Vec<Repository>> {
     let now = Clock::now_ms();
     let discovered = discover(state, code_host).await?;
     let mut repositories = Vec::with_capacity(discovered.len());
@@ -74,7 +88,9 @@ pub async fn sync_code_host(state: &SharedState, code_host: &CodeHost) -> anyhow
     // Mirrors are synced a few at a time: git is IO-bound and a code host may have thousands.
     let mut pending = tokio::task::JoinSet::new();
     let limit = 4;
-    for repository in repositories.clone() {
+    let now = std::time::Instant::now();
+    let chosen = repositories.iter().filter(|repository| which == Which::All || state.mirror_schedule.is_due(repository.id, now));
+    for repository in chosen.cloned() {
         while pending.len() >= limit {
             pending.join_next().await;
         }
@@ -161,10 +177,13 @@ pub async fn sync_repository(state: &SharedState, repository: &Repository) {
         let _ = tokio::fs::remove_dir_all(&path).await;
     }
     let result = if exists {
-        flotilla_git::fetch_mirror(&path, options).await.map(|_| ())
+        flotilla_git::fetch_mirror(&path, options).await.map(|outcome| outcome.refs_changed())
     } else {
-        flotilla_git::create_mirror(&repository.clone_url, &path, options).await
+        flotilla_git::create_mirror(&repository.clone_url, &path, options).await.map(|()| true)
     };
+    // A failed sync counts as a change: it is tried again at the shortest interval.
+    state.mirror_schedule.record(repository.id, *result.as_ref().unwrap_or(&true), std::time::Instant::now());
+    let result = result.map(drop);
     let update = match result {
         Ok(()) => match default_branch_or_fallback(&path).await {
             Ok(Some(branch)) => MirrorStateUpdate {
