@@ -110,3 +110,26 @@ impl From<serde_json::Error> for StoreError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_absent_database_and_a_full_disk_are_told_apart_from_other_failures() {
+        for error in [sqlx::Error::PoolTimedOut, sqlx::Error::PoolClosed, sqlx::Error::Io(std::io::ErrorKind::ConnectionRefused.into())] {
+            let mapped = StoreError::from(error);
+            assert!(matches!(mapped, StoreError::Unavailable { .. }), "{mapped:?}");
+            assert!(mapped.to_string().contains("try again shortly"), "{mapped}");
+        }
+        assert!(matches!(StoreError::from(sqlx::Error::RowNotFound), StoreError::NotFound { .. }));
+        assert!(matches!(StoreError::from(sqlx::Error::Protocol("odd".into())), StoreError::Database(_)));
+        assert!(means_disk_full("53100") && means_disk_full("13") && !means_disk_full("23505"));
+        for code in ["08006", "08001", "57P01", "57P02", "57P03", "53300"] {
+            assert!(means_unavailable(code), "{code}");
+        }
+        assert!(!means_unavailable("23505") && !means_unavailable("40001"));
+        let full = StoreError::StorageFull { message: "database or disk is full".into() };
+        assert!(full.to_string().contains("free space"), "{full}");
+    }
+}
