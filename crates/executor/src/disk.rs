@@ -18,7 +18,10 @@ pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
     }
     // SAFETY: statvfs succeeded, so it filled the structure.
     let stat = unsafe { stat.assume_init() };
-    Ok((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
+    // Both fields are 32 bits wide on some targets.
+    #[allow(clippy::unnecessary_cast)]
+    let (blocks, block_size) = (stat.f_bavail as u64, stat.f_frsize as u64);
+    Ok(blocks.saturating_mul(block_size))
 }
 
 /// Whether a tool's message says it ran out of disk space (ENOSPC, EDQUOT).
