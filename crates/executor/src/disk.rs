@@ -29,8 +29,8 @@ pub fn mentions_full_disk(text: &str) -> bool {
     text.contains("No space left on device") || text.contains("Disk quota exceeded") || text.contains("ENOSPC")
 }
 
-/// Whether the disk of `work_directory` holds less than `minimum` free bytes (an unreadable
-/// disk counts as short: nothing should be started on it).
+/// The free bytes when the disk of `work_directory` holds less than `minimum`, else `None`.
+/// Free space that cannot be read is logged and not held against the executor.
 pub fn is_short_of_space(work_directory: &Path, minimum: u64) -> Option<u64> {
     match free_bytes(work_directory) {
         Ok(free) if free < minimum => Some(free),
