@@ -105,7 +105,11 @@ pub(crate) fn admit(shared: &Shared, token: Option<String>) -> Option<Admission>
     let mut state = shared.lock();
     state.stats.requests += 1;
     let token = token.filter(|token| state.tokens.contains(token))?;
-    let fault = state.faults.pop_front();
+    let now = SystemTime::now();
+    let fault = match state.outage.iter().find(|(_, until)| now < *until) {
+        Some((fault, _)) => Some(*fault),
+        None => state.faults.pop_front(),
+    };
     if fault.is_some() {
         state.stats.faults_served += 1;
     }
@@ -128,7 +132,14 @@ async fn api_gate(State(shared): SharedState, request: Request, next: Next) -> R
         }
         Some(Fault::TooManyRequests { retry_after_secs }) => {
             let mut response = error(StatusCode::TOO_MANY_REQUESTS, "Too many requests");
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            let headers = response.headers_mut();
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            // As GitHub does: the rate-limit headers come with it, the window used up until the reset.
+            let reset = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| since.as_secs()) + retry_after_secs;
+            headers.insert("x-ratelimit-limit", HeaderValue::from(5000));
+            headers.insert("x-ratelimit-remaining", HeaderValue::from(0));
+            headers.insert("x-ratelimit-reset", HeaderValue::from(reset));
+            headers.insert("x-ratelimit-resource", HeaderValue::from_static("core"));
             return response;
         }
         Some(Fault::SecondaryLimit { retry_after_secs }) => {

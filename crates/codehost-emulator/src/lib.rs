@@ -216,6 +216,20 @@ impl EmulatorHandle {
         self.shared.lock().faults.extend(std::iter::repeat_n(fault, count));
     }
 
+    /// An outage starting now, in phases back to back: during each, every API request gets its
+    /// fault (a 5xx, a 429, or `Slow` for a host that hangs) whatever faults are queued; after
+    /// the last the API answers normally again. Git traffic is not affected.
+    pub fn start_outage(&self, phases: &[(Fault, std::time::Duration)]) {
+        let mut until = std::time::SystemTime::now();
+        self.shared.lock().outage = phases
+            .iter()
+            .map(|(fault, duration)| {
+                until += *duration;
+                (*fault, until)
+            })
+            .collect();
+    }
+
     /// Sets (or with `None` removes) the primary rate limit.
     pub fn set_rate_limit(&self, limit: Option<RateLimitConfig>) {
         let mut state = self.shared.lock();

@@ -113,6 +113,8 @@ pub struct State {
     /// By `(owner, name)`.
     pub repositories: BTreeMap<(String, String), RepositoryState>,
     pub faults: VecDeque<Fault>,
+    /// An outage: phases in order, each fault answering every API request until its moment.
+    pub outage: Vec<(Fault, SystemTime)>,
     pub rate_limit: Option<RateLimitConfig>,
     /// Per token: (window index, requests used in it).
     pub usage: BTreeMap<String, (u64, u64)>,

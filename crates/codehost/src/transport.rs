@@ -92,11 +92,13 @@ pub(crate) async fn send(
                             Some(verdict) => verdict,
                         }
                     }
-                    Err(error) => Verdict::Retry { wait: None, message: format!("{what}: reading {name}'s answer failed: {error}") },
+                    Err(error) if error.is_timeout() => Verdict::Retry { wait: None, message: format!("{what}: {name} did not answer within the request timeout") },
+                    Err(error) => Verdict::Retry { wait: None, message: format!("{what}: reading {name}'s answer failed: {}", describe(&error)) },
                 }
             }
             Err(error) if error.is_builder() => return Err(CodeHostError::protocol(format!("{what}: {error}"))),
-            Err(error) => Verdict::Retry { wait: None, message: format!("{what}: {name} could not be reached: {error}") },
+            Err(error) if error.is_timeout() => Verdict::Retry { wait: None, message: format!("{what}: {name} did not answer within the request timeout") },
+            Err(error) => Verdict::Retry { wait: None, message: format!("{what}: {name} could not be reached: {}", describe(&error)) },
         };
         failures += 1;
         match verdict {
@@ -108,7 +110,8 @@ pub(crate) async fn send(
                     return Err(CodeHostError::RateLimited { message, retry_after: wait });
                 }
                 if failures >= retry.max_attempts {
-                    return Err(CodeHostError::Transient { message, retry_after: Some(wait) });
+                    // Still a rate limit, and said so: the caller waits for it, not for an outage.
+                    return Err(CodeHostError::RateLimited { message: format!("{message} (gave up after {failures} attempts)"), retry_after: wait });
                 }
             }
             Verdict::Retry { wait, message } => {
@@ -121,6 +124,19 @@ pub(crate) async fn send(
             }
         }
     }
+}
+
+/// reqwest's `Display` hides the cause ("error sending request for url"); the chain says why
+/// (connection refused, reset, a TLS failure).
+fn describe(error: &reqwest::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
 }
 
 /// The `rel="next"` target of a `Link` header (GitHub, GitLab and Gitea paginate with it).

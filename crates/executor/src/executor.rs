@@ -53,6 +53,8 @@ pub struct ExecutorConfig {
     pub memory_bytes: Option<u64>,
     /// How long to wait before asking again when there was nothing to do.
     pub poll_interval: Duration,
+    /// No job is taken while the work folder's disk has less free space than this.
+    pub min_free_disk_bytes: u64,
 }
 
 impl ExecutorConfig {
@@ -71,6 +73,7 @@ impl ExecutorConfig {
             cpus: None,
             memory_bytes: None,
             poll_interval: Duration::from_secs(1),
+            min_free_disk_bytes: 100 << 20,
         }
     }
 
@@ -138,6 +141,8 @@ pub async fn run_executor(config: ExecutorConfig, shutdown: CancellationToken) -
         container_prefix: owner_label,
         executor_token: config.executor_token.clone(),
         job_timeout: config.job_timeout,
+        work_directory: config.work_directory.clone(),
+        min_free_disk_bytes: config.min_free_disk_bytes,
     });
     let description = config.description();
     let running: RunningJobs = Arc::default();
@@ -148,6 +153,7 @@ pub async fn run_executor(config: ExecutorConfig, shutdown: CancellationToken) -
     let permits = Arc::new(Semaphore::new(config.concurrency));
     let mut tasks = JoinSet::new();
     let mut error_backoff = config.poll_interval;
+    let mut short_of_space = false;
     loop {
         while tasks.try_join_next().is_some() {}
         let permit = tokio::select! {
@@ -157,6 +163,28 @@ pub async fn run_executor(config: ExecutorConfig, shutdown: CancellationToken) -
                 Err(_) => break,
             },
         };
+        // A full disk would fail the job for the machine's sake: wait for space instead.
+        if let Some(free) = crate::disk::is_short_of_space(&config.work_directory, config.min_free_disk_bytes) {
+            if !short_of_space {
+                tracing::warn!(
+                    path = %config.work_directory.display(),
+                    free = %crate::disk::describe_bytes(free),
+                    needed = %crate::disk::describe_bytes(config.min_free_disk_bytes),
+                    "the work folder's disk is (nearly) full: taking no job until space is freed there"
+                );
+                short_of_space = true;
+            }
+            drop(permit);
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(config.poll_interval.max(Duration::from_secs(1))) => {}
+            }
+            continue;
+        }
+        if short_of_space {
+            tracing::info!(path = %config.work_directory.display(), "the work folder's disk has space again: taking jobs");
+            short_of_space = false;
+        }
         let request = DequeueRequest { executor: description.clone() };
         let dequeued = tokio::select! {
             _ = shutdown.cancelled() => break,

@@ -34,6 +34,10 @@ pub struct JobEnvironment {
     pub container_prefix: String,
     pub executor_token: String,
     pub job_timeout: Duration,
+    /// The executor's work folder, whose disk [`crate::disk`] watches.
+    pub work_directory: PathBuf,
+    /// Below this much free space a failed job is blamed on the disk, not on its steps.
+    pub min_free_disk_bytes: u64,
 }
 
 /// Why a job was stopped from outside.
@@ -112,7 +116,7 @@ pub async fn run_job(environment: &JobEnvironment, job: Job, control: JobControl
     };
     let scratch = environment.jobs_directory.join(format!("job-{}", job.id));
     let mut execution = Execution { environment, job: &job, redactor: &redactor, control: &control, scratch, workspace: None, cache_entries: Vec::new() };
-    let outcome = execution.execute().await;
+    let outcome = blame_a_full_disk(environment, execution.execute().await);
     timer.abort();
     let cache_entries = std::mem::take(&mut execution.cache_entries);
     execution.remove_folders().await;
@@ -145,6 +149,26 @@ pub async fn run_job(environment: &JobEnvironment, job: Job, control: JobControl
         Ok(()) | Err(ClientError::JobGone { .. }) => {}
         Err(error) => tracing::warn!(job.id = job.id, %error, "the job's outcome could not be reported; the server will reset the job"),
     }
+}
+
+/// A job that failed while its work folder's disk is full (or whose failure says "No space
+/// left on device") failed for the machine's sake: report it as an infrastructure failure, with
+/// the disk named, so the server retries it (on this executor once space is freed, or another)
+/// instead of failing the workspace for good. Checked before the job's folders are removed,
+/// while what filled the disk is still there.
+fn blame_a_full_disk(environment: &JobEnvironment, outcome: Result<StepResult, Interruption>) -> Result<StepResult, Interruption> {
+    let Err(Interruption::Failed { message, infrastructure }) = outcome else { return outcome };
+    let short = crate::disk::is_short_of_space(&environment.work_directory, environment.min_free_disk_bytes);
+    if short.is_none() && !crate::disk::mentions_full_disk(&message) {
+        return Err(Interruption::Failed { message, infrastructure });
+    }
+    let free = short.or_else(|| crate::disk::free_bytes(&environment.work_directory).ok());
+    let free = free.map(|free| format!(", {} free", crate::disk::describe_bytes(free))).unwrap_or_default();
+    let message = format!(
+        "the executor's disk is full (work folder {}{free}); the job will be retried once space is freed or on another executor: {message}",
+        environment.work_directory.display()
+    );
+    Err(Interruption::Failed { message, infrastructure: true })
 }
 
 struct Execution<'a> {

@@ -6,6 +6,8 @@
 //!   shutdown, clean-up after a crash.
 //! - [`job`]: one job from fetch to report.
 //! - [`steps`]: the pure parts of running steps (template context, outputs, messages).
+//! - [`disk`]: free space on the work folder's disk (no job taken while it is short; a job
+//!   that failed on a full disk is the machine's failure, retried).
 //! - [`client`]: the HTTP client of the server's executor API, with retries.
 //! - [`logs`]: streaming one execution-log entry.
 //! - [`redact`]: replacing secrets in everything sent to the server.
@@ -13,6 +15,7 @@
 //!   process.
 
 pub mod client;
+pub mod disk;
 pub mod executor;
 pub mod job;
 pub mod logs;

@@ -460,6 +460,15 @@ pub struct PolicyArgs {
     /// window nothing is published). Without it, changesets are published at once.
     #[arg(long, value_name = "FILE", env = "FLOTILLA_ROLLOUT_WINDOWS")]
     pub rollout_windows: Option<PathBuf>,
+    /// Longest wait for one answer from a code host's API; a request that takes longer counts
+    /// as a failure of the host and is retried.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub code_host_timeout: u64,
+    /// Pause before a changeset whose code host failed (5xx, timeouts) is tried again; doubled
+    /// after each further failure, up to 5 minutes, ten attempts in all. A rate limit's
+    /// `Retry-After` is waited out and does not count as an attempt.
+    #[arg(long, default_value_t = 5, value_name = "SECONDS")]
+    pub reconciler_retry_pause: u64,
 }
 
 impl PolicyArgs {
@@ -473,6 +482,8 @@ impl PolicyArgs {
         config.allowed_images = self.allowed_images.iter().map(|pattern| pattern.trim().to_owned()).filter(|pattern| !pattern.is_empty()).collect();
         config.max_mount_file_bytes = self.max_mount_file_bytes;
         config.changeset_sync_interval = std::time::Duration::from_secs(self.changeset_sync_interval.max(1));
+        config.code_host_request_timeout = std::time::Duration::from_secs(self.code_host_timeout.max(1));
+        config.reconciler_retry_pause = std::time::Duration::from_secs(self.reconciler_retry_pause.max(1));
         config.webhooks = flotilla_server::webhooks::WebhookConfig { urls: self.webhooks.clone(), secret: self.webhook_secret.clone() };
         Ok(())
     }
@@ -528,6 +539,11 @@ pub struct ExecutorArgs {
     /// Memory limit per step container, e.g. 2G.
     #[arg(long)]
     pub memory: Option<String>,
+    /// Take no job while the work folder's disk has less free space than this (in MiB); a
+    /// step that fails on a full disk is reported as the executor's failure, so the job is
+    /// retried, not failed.
+    #[arg(long, default_value_t = 100, value_name = "MIB", env = "FLOTILLA_EXECUTOR_MIN_FREE_DISK")]
+    pub min_free_disk: u64,
 }
 
 #[derive(Debug, Subcommand)]

@@ -422,6 +422,7 @@ async fn list_changesets(State(state): State<SharedState>, headers: HeaderMap, P
         for changeset in page {
             let Some(repository) = names.get(&changeset.repository_id) else { continue };
             let spec = changeset.current_spec_id.or(changeset.previous_spec_id).and_then(|id| specs.get(&id));
+            let retrying = changeset.reconciler_state == "queued" && changeset.num_failures > 0;
             result.push(ChangesetInfo {
                 id: changeset.id.0,
                 repository: repository.clone(),
@@ -436,6 +437,8 @@ async fn list_changesets(State(state): State<SharedState>, headers: HeaderMap, P
                 external_url: changeset.external_url,
                 review_state: changeset.review_state,
                 check_state: changeset.check_state,
+                num_failures: changeset.num_failures,
+                retry_at: changeset.process_after.filter(|_| retrying),
             });
         }
     }

@@ -1,7 +1,9 @@
 //! The one mapping from errors to HTTP responses, at the server's edge.
 //!
 //! Every failure a client can cause is a 4xx with a JSON body `{"error": "..."}` that says
-//! what to do; a 500 means a bug or an unavailable dependency and is logged once, here.
+//! what to do; a 500 means a bug and is logged once, here. The database away (503, with
+//! `Retry-After`) or its disk full (507) say so, so clients and executors retry instead of
+//! giving up.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -48,6 +50,8 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound { .. } => ApiError::not_found(error.to_string()),
             StoreError::Conflict { .. } => ApiError::conflict(error.to_string()),
             StoreError::InvalidState { .. } => ApiError::conflict(error.to_string()),
+            StoreError::Unavailable { .. } => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
+            StoreError::StorageFull { .. } => ApiError::new(StatusCode::INSUFFICIENT_STORAGE, error.to_string()),
             _ => ApiError::internal(format!("database error: {error}")),
         }
     }
@@ -68,7 +72,11 @@ impl IntoResponse for ApiError {
         if let (Some(serde_json::Value::Object(details)), serde_json::Value::Object(object)) = (self.details, &mut body) {
             object.extend(details);
         }
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("5"));
+        }
+        response
     }
 }
 

@@ -67,12 +67,23 @@ impl Forges {
             .decrypt(&credential.ciphertext, &credential.nonce)
             .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
             .map_err(|error| format!("a credential of code host {} cannot be read ({error}); set it again with `flotilla codehost credential set {}`", host.name, host.name))?;
+        let timeout = state.config.code_host_request_timeout;
         let adapter: Arc<dyn CodeHost> = match host.kind {
-            CodeHostKind::Github => Arc::new(GitHub::new(GitHubConfig::new(host.url.clone(), token)).map_err(|error| error.to_string())?),
-            CodeHostKind::Gitlab => Arc::new(GitLab::new(GitLabConfig::new(host.url.clone(), token)).map_err(|error| error.to_string())?),
-            CodeHostKind::Gitea => Arc::new(Gitea::new(GiteaConfig::new(host.url.clone(), token)).map_err(|error| error.to_string())?),
+            CodeHostKind::Github => {
+                let config = GitHubConfig { request_timeout: timeout, ..GitHubConfig::new(host.url.clone(), token) };
+                Arc::new(GitHub::new(config).map_err(|error| error.to_string())?)
+            }
+            CodeHostKind::Gitlab => {
+                let config = GitLabConfig { request_timeout: timeout, ..GitLabConfig::new(host.url.clone(), token) };
+                Arc::new(GitLab::new(config).map_err(|error| error.to_string())?)
+            }
+            CodeHostKind::Gitea => {
+                let config = GiteaConfig { request_timeout: timeout, ..GiteaConfig::new(host.url.clone(), token) };
+                Arc::new(Gitea::new(config).map_err(|error| error.to_string())?)
+            }
             CodeHostKind::BitbucketServer => {
-                Arc::new(BitbucketServer::new(BitbucketServerConfig::new(host.url.clone(), token)).map_err(|error| error.to_string())?)
+                let config = BitbucketServerConfig { request_timeout: timeout, ..BitbucketServerConfig::new(host.url.clone(), token) };
+                Arc::new(BitbucketServer::new(config).map_err(|error| error.to_string())?)
             }
             other => return Err(format!("{} code hosts have no pull requests; use a forge kind", other.as_str())),
         };

@@ -102,6 +102,10 @@ pub struct ServerConfig {
     /// When and how fast changesets reach the code hosts; `None` sends them at once (see
     /// `rollout`).
     pub rollout_windows: Option<Vec<rollout::RolloutWindow>>,
+    /// Longest wait for one answer from a code host's API.
+    pub code_host_request_timeout: Duration,
+    /// Pause before a changeset whose code host failed is tried again (doubled each time).
+    pub reconciler_retry_pause: Duration,
 }
 
 impl ServerConfig {
@@ -123,6 +127,8 @@ impl ServerConfig {
             changeset_sync_interval: Duration::from_secs(60),
             reconciler_workers: 4,
             rollout_windows: None,
+            code_host_request_timeout: Duration::from_secs(30),
+            reconciler_retry_pause: Duration::from_secs(5),
         }
     }
 

@@ -9,7 +9,10 @@
 //! branch. On forges (GitHub today, through `flotilla-codehost`) the branch is pushed the same
 //! way and the pull request opened (looking first for one the branch already has, so a crash
 //! never opens two), updated, undrafted, closed or reopened. A diff that no longer applies fails at once;
-//! other failures (the remote unreachable) are retried with growing pauses, ten times.
+//! other failures (the remote unreachable, a code host answering 5xx, 429 or nothing) are retried
+//! with growing pauses (`--reconciler-retry-pause`, doubled up to 5 minutes, never shorter than a
+//! `Retry-After`), ten attempts in all, the changeset `queued` meanwhile with a message saying
+//! what failed and when the next attempt comes.
 
 use std::time::Duration;
 
@@ -100,27 +103,46 @@ async fn announce(state: &SharedState, changeset: &Changeset, outcome: &Reconcil
 enum Failure {
     Final(String),
     Retry(String),
+    /// Retry, but not before this (a code host's `Retry-After` or rate-limit reset).
+    RetryAfter(String, Duration),
 }
 
+/// The longest pause between two attempts at one changeset.
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(300);
+
 async fn reconcile(state: &SharedState, changeset: &Changeset) -> ReconcileOutcome {
-    match try_reconcile(state, changeset).await {
-        Ok(outcome) => outcome,
-        Err(Failure::Final(message)) => ReconcileOutcome { reconciler_state: "failed".into(), failure_message: Some(message), ..ReconcileOutcome::default() },
-        Err(Failure::Retry(message)) if changeset.num_failures + 1 >= MAX_ATTEMPTS => ReconcileOutcome {
+    let (message, asked_wait) = match try_reconcile(state, changeset).await {
+        Ok(outcome) => return outcome,
+        Err(Failure::Final(message)) => {
+            return ReconcileOutcome { reconciler_state: "failed".into(), failure_message: Some(message), ..ReconcileOutcome::default() };
+        }
+        Err(Failure::Retry(message)) => (message, None),
+        Err(Failure::RetryAfter(message, wait)) => (message, Some(wait)),
+    };
+    let attempt = changeset.num_failures + 1;
+    if attempt >= MAX_ATTEMPTS {
+        return ReconcileOutcome {
             reconciler_state: "failed".into(),
             failure_message: Some(format!("{message} (gave up after {MAX_ATTEMPTS} attempts; retry with a new apply)")),
             ..ReconcileOutcome::default()
-        },
-        Err(Failure::Retry(message)) => {
-            let pause = Duration::from_secs(5 * 2u64.pow(changeset.num_failures.clamp(0, 6) as u32)).min(Duration::from_secs(300));
-            ReconcileOutcome {
-                reconciler_state: "queued".into(),
-                failure_message: Some(message),
-                process_after: Some(Clock::now_ms() + pause.as_millis() as i64),
-                ..ReconcileOutcome::default()
-            }
-        }
+        };
     }
+    let pause = retry_pause(state.config.reconciler_retry_pause, changeset.num_failures, asked_wait);
+    ReconcileOutcome {
+        reconciler_state: "queued".into(),
+        // Say what failed, which attempt it was and when the next one comes, as Sourcegraph's
+        // "retrying" changesets do, so nobody has to guess whether to act.
+        failure_message: Some(format!("{message} (reconciling attempt {attempt} of {MAX_ATTEMPTS} failed; next attempt in {} s)", pause.as_secs().max(1))),
+        process_after: Some(Clock::now_ms() + pause.as_millis() as i64),
+        ..ReconcileOutcome::default()
+    }
+}
+
+/// The pause after `failures_before` earlier failures: `first` doubled each time, at most
+/// [`MAX_RETRY_PAUSE`], and never shorter than the wait the code host asked for.
+fn retry_pause(first: Duration, failures_before: i64, asked_wait: Option<Duration>) -> Duration {
+    let doubled = first.saturating_mul(2u32.saturating_pow(failures_before.clamp(0, 16) as u32)).min(MAX_RETRY_PAUSE);
+    doubled.max(asked_wait.unwrap_or_default())
 }
 
 async fn try_reconcile(state: &SharedState, changeset: &Changeset) -> Result<ReconcileOutcome, Failure> {
@@ -283,9 +305,14 @@ fn record_forge(outcome: &mut ReconcileOutcome, changeset: &flotilla_codehost::E
     );
 }
 
-/// A forge's error: retried later when the host may recover, final when it cannot.
+/// A forge's error: retried later when the host may recover (after the wait it asked for,
+/// if it did), final when it cannot.
 fn forge_failure(error: flotilla_codehost::CodeHostError) -> Failure {
-    if error.is_retryable() { Failure::Retry(error.to_string()) } else { Failure::Final(error.to_string()) }
+    match (error.is_retryable(), error.retry_after()) {
+        (false, _) => Failure::Final(error.to_string()),
+        (true, Some(wait)) => Failure::RetryAfter(error.to_string(), wait),
+        (true, None) => Failure::Retry(error.to_string()),
+    }
 }
 
 /// The spec's commit: its diff on its base revision, with its message and author, dated when
@@ -360,5 +387,20 @@ pub async fn sync_changeset(state: &SharedState, changeset: &Changeset) -> Resul
             tracing::warn!(changeset.id = changeset.id.0, %error, "loading a pull request failed; the next sync tries again");
             Ok(false)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_pauses_double_up_to_five_minutes_and_honour_the_hosts_wait() {
+        let first = Duration::from_secs(5);
+        let pauses: Vec<u64> = (0..9).map(|failures| retry_pause(first, failures, None).as_secs()).collect();
+        assert_eq!(pauses, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+        assert_eq!(retry_pause(first, 0, Some(Duration::from_secs(42))), Duration::from_secs(42), "a Retry-After longer than the backoff wins");
+        assert_eq!(retry_pause(first, 3, Some(Duration::from_secs(1))), Duration::from_secs(40));
+        assert_eq!(retry_pause(Duration::from_secs(1), 40, None), MAX_RETRY_PAUSE, "no overflow after many failures");
     }
 }

@@ -406,14 +406,20 @@ impl Store {
         let Some((token_id, scope, user_id)) = found else {
             return Ok(None);
         };
-        write_transaction!(self, tx, dialect => {
+        let noted: Result<(), StoreError> = write_transaction!(self, tx, dialect => {
             sqlx::query("UPDATE access_tokens SET last_used_at = $2 WHERE id = $1")
                 .bind(token_id)
                 .bind(now_ms)
                 .execute(&mut **tx)
                 .await?;
             Ok(())
-        })?;
+        });
+        match noted {
+            // Bookkeeping only: a full disk must not turn every read into an error (the writes
+            // that matter report it themselves).
+            Err(StoreError::StorageFull { .. }) => {}
+            other => other?,
+        }
         let user = self.get_user(user_id).await?;
         Ok(Some(AuthenticatedToken {
             token_id,

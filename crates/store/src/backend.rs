@@ -69,9 +69,13 @@ impl Store {
     pub async fn open(url: &str) -> Result<Store, StoreError> {
         let mut sqlite_queue = None;
         let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            // While PostgreSQL is away (restarting, failing over) a request waits this long for
+            // a connection and then fails as `StoreError::Unavailable` (HTTP 503), instead of
+            // holding its caller for half a minute; connections are checked before use, so
+            // the pool reconnects by itself once the database is back.
             let pool = PgPoolOptions::new()
                 .max_connections(16)
-                .acquire_timeout(Duration::from_secs(30))
+                .acquire_timeout(Duration::from_secs(5))
                 .connect(url)
                 .await?;
             Backend::Postgres(pool)
@@ -94,6 +98,12 @@ impl Store {
             let pool = SqlitePoolOptions::new()
                 .max_connections(8)
                 .acquire_timeout(Duration::from_secs(30))
+                // When the disk is full SQLite rolls a failing transaction back by itself, so
+                // sqlx's own ROLLBACK (or COMMIT) fails and it keeps counting the transaction
+                // as open: reused, the connection would refuse every later BEGIN ("non-zero
+                // transaction depth") long after space was freed. Such a connection is closed
+                // instead of going back to the pool.
+                .after_release(|connection, _| Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(connection)) }))
                 .connect_with(options)
                 .await?;
             sqlite_queue = Some(crate::sqlite_queue::QueueThread::open(&file)?);

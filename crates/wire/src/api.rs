@@ -313,6 +313,13 @@ pub struct ChangesetInfo {
     /// PENDING, PASSED, FAILED or UNKNOWN, from the last sync.
     #[serde(default)]
     pub check_state: Option<String>,
+    /// Attempts that failed since the last success; a `queued` changeset with failures is
+    /// retrying (`failureMessage` says why).
+    #[serde(default)]
+    pub num_failures: i64,
+    /// When a retrying changeset is tried again (Unix milliseconds).
+    #[serde(default)]
+    pub retry_at: Option<i64>,
 }
 
 /// A batch change's changesets counted by the state a person sees (Sourcegraph's

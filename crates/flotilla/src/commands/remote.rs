@@ -335,15 +335,21 @@ pub async fn list_changesets(arguments: ChangesetsListArgs) -> anyhow::Result<Ex
         println!("{}", serde_json::to_string_pretty(&changesets)?);
         return Ok(ExitCode::SUCCESS);
     }
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_millis() as i64);
     for changeset in &changesets {
         let external = changeset.external_state.as_deref().unwrap_or("-");
+        // A queued changeset that failed before is waiting for its next attempt: say so.
+        let reconciler = match changeset.retry_at {
+            Some(at) => format!("retrying in {} s", ((at - now_ms).max(0) + 999) / 1000),
+            None => changeset.reconciler_state.clone(),
+        };
         println!(
             "{} {} {} {} reconciler:{}{}",
             changeset.repository,
             changeset.head_ref.trim_start_matches("refs/heads/"),
             changeset.publication_state,
             external,
-            changeset.reconciler_state,
+            reconciler,
             changeset.failure_message.as_deref().map(|message| format!(" ({message})")).unwrap_or_default()
         );
     }

@@ -23,7 +23,9 @@ fn default_data_dir() -> PathBuf {
 
 fn init_logging() {
     let filter = std::env::var("FLOTILLA_LOG").unwrap_or_else(|_| "info".to_owned());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    // Colours only on a terminal: a log file or the journal gets plain text to search.
+    let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(colours).with_writer(std::io::stderr).try_init();
 }
 
 pub async fn up(arguments: UpArgs) -> anyhow::Result<ExitCode> {
@@ -126,6 +128,7 @@ pub async fn executor(arguments: ExecutorArgs) -> anyhow::Result<ExitCode> {
     config.concurrency = arguments.concurrency;
     config.cpus = arguments.cpus;
     config.memory_bytes = arguments.memory.as_deref().map(parse_bytes).transpose()?;
+    config.min_free_disk_bytes = arguments.min_free_disk.saturating_mul(1 << 20);
     let mut labels = BTreeMap::new();
     for label in &arguments.labels {
         let (name, value) = label.split_once('=').unwrap_or((label.as_str(), "true"));
