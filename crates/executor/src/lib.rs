@@ -21,4 +21,4 @@ pub mod runtime;
 pub mod steps;
 
 pub use executor::{ExecutorConfig, ExecutorError, default_executor_name, run_executor};
-pub use runtime::RuntimeKind;
+pub use runtime::{RuntimeKind, StepNetwork};
