@@ -159,6 +159,26 @@ async fn podman_gives_a_network_to_a_step_that_asks() {
     assert!(!stdout.contains(&"no-connection"), "{lines:?}");
 }
 
+/// A tiny Debian package built with the host's `dpkg-deb`: a setuid program, and a data file
+/// its postinst gives to another user.
+fn build_test_package(directory: &Path) -> Vec<u8> {
+    let root = directory.join("flotilla-hello");
+    std::fs::create_dir_all(root.join("DEBIAN")).expect("create package");
+    std::fs::create_dir_all(root.join("usr/bin")).expect("create package");
+    std::fs::create_dir_all(root.join("usr/share/flotilla-hello")).expect("create package");
+    std::fs::write(root.join("DEBIAN/control"), "Package: flotilla-hello\nVersion: 1.0\nArchitecture: all\nMaintainer: Flotilla <test@example.com>\nDescription: test\n").expect("write control");
+    std::fs::write(root.join("DEBIAN/postinst"), "#!/bin/sh\nchown 100:100 /usr/share/flotilla-hello/data\nchmod 640 /usr/share/flotilla-hello/data\n").expect("write postinst");
+    std::fs::write(root.join("usr/share/flotilla-hello/data"), "data\n").expect("write data");
+    std::fs::write(root.join("usr/bin/flotilla-hello"), "#!/bin/sh\necho hello-installed\n").expect("write program");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(root.join("DEBIAN/postinst"), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::set_permissions(root.join("usr/bin/flotilla-hello"), std::fs::Permissions::from_mode(0o4755)).expect("chmod");
+    let package = directory.join("flotilla-hello.deb");
+    let built = std::process::Command::new("dpkg-deb").args(["--root-owner-group", "-b"]).arg(&root).arg(&package).output().expect("run dpkg-deb (Debian's dpkg)");
+    assert!(built.status.success(), "dpkg-deb failed: {}", String::from_utf8_lossy(&built.stderr));
+    std::fs::read(&package).expect("read the package")
+}
+
 #[tokio::test]
 async fn podman_steps_are_not_privileged_but_root_can_still_install_packages() {
     let Some(settings) = podman().await else { return };
@@ -173,8 +193,13 @@ async fn podman_steps_are_not_privileged_but_root_can_still_install_packages() {
         "mkdir -p /var/lib/pkg && echo data > /var/lib/pkg/file && chown 100:100 /var/lib/pkg/file && chmod 600 /var/lib/pkg/file\n",
         "cat /var/lib/pkg/file && echo more >> /var/lib/pkg/file && chmod 4755 /var/lib/pkg/file && echo owner-ok\n",
         "echo 'pkg:x:100:100::/tmp:/bin/sh' >> /etc/passwd && echo 'pkg:x:100:' >> /etc/group && su -s /bin/sh -c 'id -u' pkg\n",
+        // A real package install with the image's dpkg: unpack, a postinst that chowns, a
+        // setuid file kept as packaged.
+        "mkdir -p /var/lib/dpkg/info /usr/bin && touch /var/lib/dpkg/status && dpkg -i /tmp/flotilla-hello.deb >/dev/null && flotilla-hello\n",
+        "stat -c '%u:%g %a' /usr/share/flotilla-hello/data /usr/bin/flotilla-hello\n",
     );
-    let step = invocation(&workspace, "privileges", script);
+    let mut step = invocation(&workspace, "privileges", script);
+    step.files = vec![("/tmp/flotilla-hello.deb".to_owned(), build_test_package(workspace.parent().expect("parent")))];
     let (result, lines) = run(&settings, &step).await;
     assert_eq!(result.expect("runs").exit_code, Some(0), "{lines:?}");
     let stdout = stdout_lines(&lines);
@@ -187,7 +212,7 @@ async fn podman_steps_are_not_privileged_but_root_can_still_install_packages() {
         assert_eq!(capabilities & (1 << bit), 0, "{name} must be dropped: CapEff {capabilities:x}");
     }
     assert!(stdout.iter().any(|line| line.starts_with("NoNewPrivs:") && line.trim_end().ends_with('1')), "no-new-privileges: {lines:?}");
-    for expected in ["mount-refused", "mknod-refused", "data", "owner-ok", "100"] {
+    for expected in ["mount-refused", "mknod-refused", "data", "owner-ok", "100", "hello-installed", "100:100 640", "0:0 4755"] {
         assert!(stdout.contains(&expected), "expected {expected:?}: {lines:?}");
     }
 }
