@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::{ClientError, ExecutorClient};
 use crate::job::{JobControl, JobEnvironment, StopReason, run_job};
-use crate::runtime::{RuntimeError, RuntimeKind, RuntimeSettings, docker_architecture, remove_leftover_containers};
+use crate::runtime::{ContainerLimits, RuntimeError, RuntimeKind, RuntimeSettings, StepNetwork, docker_architecture, remove_leftover_containers};
 
 /// How often running jobs are heartbeated (Sourcegraph: 5 s; the server resets jobs whose
 /// heartbeat is older than 25 s).
@@ -47,10 +47,15 @@ pub struct ExecutorConfig {
     pub work_directory: PathBuf,
     /// The longest a job may run (jobs may ask for less).
     pub job_timeout: Duration,
-    /// CPU limit per step container.
+    /// CPU limit per step container; `None` for the default ([`ContainerLimits::defaults`]),
+    /// 0 for none.
     pub cpus: Option<f64>,
-    /// Memory limit per step container, in bytes.
+    /// Memory limit per step container, in bytes; `None` for the default, 0 for none.
     pub memory_bytes: Option<u64>,
+    /// Most processes per step container; `None` for the default (4,096), 0 for none.
+    pub pids_limit: Option<u64>,
+    /// Which steps get a network (default: those that ask with `network: true`).
+    pub step_network: StepNetwork,
     /// How long to wait before asking again when there was nothing to do.
     pub poll_interval: Duration,
     /// No job is taken while the work folder's disk has less free space than this.
@@ -58,8 +63,8 @@ pub struct ExecutorConfig {
 }
 
 impl ExecutorConfig {
-    /// A configuration with Sourcegraph's defaults: one job at a time, 30 minutes per job, a
-    /// poll every second, no resource limits.
+    /// A configuration with Sourcegraph's defaults (one job at a time, 30 minutes per job, a
+    /// poll every second) and Flotilla's container limits ([`ContainerLimits::defaults`]).
     pub fn new(server_url: &str, executor_token: &str, runtime: RuntimeKind, work_directory: &Path) -> ExecutorConfig {
         ExecutorConfig {
             server_url: server_url.to_owned(),
@@ -72,8 +77,33 @@ impl ExecutorConfig {
             job_timeout: Duration::from_secs(30 * 60),
             cpus: None,
             memory_bytes: None,
+            pids_limit: None,
+            step_network: StepNetwork::OnRequest,
             poll_interval: Duration::from_secs(1),
             min_free_disk_bytes: 100 << 20,
+        }
+    }
+
+    /// The limits each step container gets: the ones configured, else the defaults for this
+    /// machine and concurrency; 0 means none.
+    pub fn container_limits(&self) -> ContainerLimits {
+        let defaults = ContainerLimits::defaults(self.concurrency);
+        ContainerLimits {
+            cpus: match self.cpus {
+                None => defaults.cpus,
+                Some(cpus) if cpus <= 0.0 => None,
+                Some(cpus) => Some(cpus),
+            },
+            memory_bytes: match self.memory_bytes {
+                None => defaults.memory_bytes,
+                Some(0) => None,
+                Some(bytes) => Some(bytes),
+            },
+            pids_limit: match self.pids_limit {
+                None => defaults.pids_limit,
+                Some(0) => None,
+                Some(pids) => Some(pids),
+            },
         }
     }
 
@@ -86,8 +116,8 @@ impl ExecutorConfig {
             os: std::env::consts::OS.to_owned(),
             architecture: docker_architecture().to_owned(),
             labels: self.labels.clone(),
-            cpus: self.cpus,
-            memory_bytes: self.memory_bytes,
+            cpus: self.container_limits().cpus,
+            memory_bytes: self.container_limits().memory_bytes,
             runtime: self.runtime.name().to_owned(),
         }
     }
@@ -123,8 +153,10 @@ pub async fn run_executor(config: ExecutorConfig, shutdown: CancellationToken) -
     let mut runtime = RuntimeSettings::detect(config.runtime, &owner_label)
         .await
         .map_err(|source| ExecutorError::Runtime { runtime: config.runtime.name(), source })?;
-    runtime.cpus = config.cpus;
-    runtime.memory_bytes = config.memory_bytes;
+    let limits = config.container_limits();
+    runtime.cpus = limits.cpus;
+    runtime.memory_bytes = limits.memory_bytes;
+    runtime.pids_limit = limits.pids_limit;
     let removed = remove_leftover_containers(&runtime).await.map_err(|source| ExecutorError::Runtime { runtime: config.runtime.name(), source })?;
     if removed > 0 {
         tracing::info!(containers = removed, "removed containers left behind by a previous run");
@@ -143,6 +175,7 @@ pub async fn run_executor(config: ExecutorConfig, shutdown: CancellationToken) -
         job_timeout: config.job_timeout,
         work_directory: config.work_directory.clone(),
         min_free_disk_bytes: config.min_free_disk_bytes,
+        step_network: config.step_network,
     });
     let description = config.description();
     let running: RunningJobs = Arc::default();

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::client::{ClientError, ExecutorClient};
 use crate::logs::LogEntry;
 use crate::redact::Redactor;
-use crate::runtime::{OutputLine, RuntimeError, RuntimeSettings, StepInvocation, check_image, run_step};
+use crate::runtime::{OutputLine, RuntimeError, RuntimeSettings, StepInvocation, StepNetwork, check_image, limit_explanation, run_step};
 use crate::steps::{EnvironmentSource, environment_sources, parse_output, step_context, step_failure_message, template_step_result, wire_changes};
 
 /// What every job of one executor shares.
@@ -38,6 +38,8 @@ pub struct JobEnvironment {
     pub work_directory: PathBuf,
     /// Below this much free space a failed job is blamed on the disk, not on its steps.
     pub min_free_disk_bytes: u64,
+    /// Which steps get a network.
+    pub step_network: StepNetwork,
 }
 
 /// Why a job was stopped from outside.
@@ -277,6 +279,15 @@ impl Execution<'_> {
                 entry.finish(1).await?;
                 return Err(failed(message, false));
             }
+            let network = match self.environment.step_network.decide(step.network) {
+                Ok(network) => network,
+                Err(reason) => {
+                    let message = format!("step {number} cannot run on this executor: {reason}");
+                    entry.push_line(&message);
+                    entry.finish(1).await?;
+                    return Err(failed(message, false));
+                }
+            };
             if let Err(problem) = check_image(&self.environment.runtime, &image).await {
                 entry.push_line(&problem.to_string());
                 entry.finish(1).await?;
@@ -291,7 +302,7 @@ impl Execution<'_> {
                 environment: environment_values,
                 files,
                 scratch: self.scratch.join(format!("step-{step_index}")),
-                network: false,
+                network,
                 timeout: None,
             };
             let (stdout, stderr, exit) = self.run_streaming(&invocation, &mut entry).await?;
@@ -310,7 +321,10 @@ impl Execution<'_> {
             entry.finish(exit.exit_code.unwrap_or(-1)).await?;
             match exit.exit_code {
                 Some(0) => {}
-                Some(code) => return Err(failed(step_failure_message(step_index, &image, code, &script, &stderr), false)),
+                Some(code) => {
+                    let explanation = limit_explanation(&self.environment.runtime, code, &stderr);
+                    return Err(failed(step_failure_message(step_index, &image, code, explanation.as_deref(), &script, &stderr), false));
+                }
                 None => return Err(failed(format!("step {number} (run in {image}) was killed by a signal\n\nrun: {}", script.trim_end()), false)),
             }
 

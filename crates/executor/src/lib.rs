@@ -24,4 +24,4 @@ pub mod runtime;
 pub mod steps;
 
 pub use executor::{ExecutorConfig, ExecutorError, default_executor_name, run_executor};
-pub use runtime::RuntimeKind;
+pub use runtime::{RuntimeKind, StepNetwork};

@@ -3,10 +3,13 @@
 //!
 //! The CLI rather than an API socket, because podman needs no daemon that way, the commands
 //! in the logs can be pasted into a terminal, and docker and podman take the same flags.
-//! Isolation defaults: no network unless the step asks for it, never privileged, resource
-//! limits when configured, and the workspace the only writable mount; the script, files and
-//! environment are mounted read-only. Environment values go through an `--env-file`, never
-//! argv, so secrets do not show in `ps`.
+//! Isolation defaults (see [`container_arguments`]): no network unless the step asks for it
+//! (`network: true`), never privileged, `no-new-privileges`, only the capabilities a root
+//! package install needs, limits on processes, memory and CPU, and the workspace the only
+//! writable host mount (the script and files are mounted read-only; nothing else of the host
+//! is mounted). The container is removed after the step (`--rm`, or `rm --force` on a timeout
+//! or cancel). Environment values go through an `--env-file`, never argv, so secrets do not
+//! show in `ps`.
 //!
 //! Failures of the runtime itself (not the step) are turned into messages that say how to
 //! fix them, including the two that these VMs need (see `../shared/ENVIRONMENT.md`): crun
@@ -49,6 +52,41 @@ impl RuntimeKind {
     }
 }
 
+/// Which steps get a network (`flotilla executor --step-network`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StepNetwork {
+    /// Only steps that say `network: true` (the default).
+    #[default]
+    OnRequest,
+    /// None: a step that asks for a network fails, saying so.
+    Never,
+    /// Every step, as Sourcegraph's executors do: for unchanged specs that install packages.
+    Always,
+}
+
+impl StepNetwork {
+    pub fn parse(text: &str) -> Option<StepNetwork> {
+        match text {
+            "on-request" => Some(StepNetwork::OnRequest),
+            "never" => Some(StepNetwork::Never),
+            "always" => Some(StepNetwork::Always),
+            _ => None,
+        }
+    }
+
+    /// Whether a step gets a network, or why it cannot run here.
+    pub fn decide(self, step_asks: bool) -> Result<bool, String> {
+        match (self, step_asks) {
+            (StepNetwork::Always, _) => Ok(true),
+            (StepNetwork::OnRequest, asks) => Ok(asks),
+            (StepNetwork::Never, false) => Ok(false),
+            (StepNetwork::Never, true) => Err(
+                "it asks for a network (`network: true`), but this executor runs steps without one (--step-network never); route the spec to executors that allow it with `executor: {labels: ...}`".to_owned(),
+            ),
+        }
+    }
+}
+
 /// Settings that apply to every container an executor starts.
 #[derive(Clone, Debug)]
 pub struct RuntimeSettings {
@@ -59,10 +97,14 @@ pub struct RuntimeSettings {
     pub oci_runtime: Option<String>,
     /// `--ulimit` values, e.g. `nofile=1024:1024`, for hosts that forbid raising limits.
     pub ulimits: Vec<String>,
-    /// CPU limit per container (`--cpus`).
+    /// CPU limit per container (`--cpus`); `None` for none.
     pub cpus: Option<f64>,
-    /// Memory limit per container in bytes (`--memory`).
+    /// Memory limit per container in bytes (`--memory`, with as much `--memory-swap`, so a
+    /// step cannot swap its way past it); `None` for none.
     pub memory_bytes: Option<u64>,
+    /// Most processes and threads per container (`--pids-limit`): a fork bomb stops there.
+    /// `None` for the runtime's own default.
+    pub pids_limit: Option<u64>,
     /// Label put on every container, so a restarted executor can remove what it left behind.
     pub owner_label: String,
 }
@@ -78,8 +120,13 @@ impl RuntimeSettings {
             ulimits: Vec::new(),
             cpus: None,
             memory_bytes: None,
+            pids_limit: None,
             owner_label: owner_label.to_owned(),
         };
+        let limits = ContainerLimits::defaults(1);
+        settings.cpus = limits.cpus;
+        settings.memory_bytes = limits.memory_bytes;
+        settings.pids_limit = limits.pids_limit;
         if kind == RuntimeKind::Process {
             return Ok(settings);
         }
@@ -110,6 +157,53 @@ impl RuntimeSettings {
         Ok(settings)
     }
 }
+
+/// Most processes and threads a step container may have unless the executor says otherwise
+/// (`--pids-limit`). Large builds (make -j, Go, a JVM) stay well under it; a fork bomb stops
+/// at it instead of taking the machine.
+pub const DEFAULT_PIDS_LIMIT: u64 = 4096;
+
+/// Resource limits for each step container. `None` means no limit.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ContainerLimits {
+    pub cpus: Option<f64>,
+    pub memory_bytes: Option<u64>,
+    pub pids_limit: Option<u64>,
+}
+
+impl ContainerLimits {
+    /// The defaults for an executor running `concurrency` jobs at once on this machine.
+    pub fn defaults(concurrency: usize) -> ContainerLimits {
+        let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
+        ContainerLimits::defaults_for(cores, machine_memory_bytes(), concurrency)
+    }
+
+    /// The defaults, pure: the machine's cores and three quarters of its memory shared
+    /// between the jobs that run at once (at least one core and 256 MiB each), so that
+    /// concurrent steps cannot starve one another or the executor, and 4,096 processes.
+    pub fn defaults_for(cores: usize, memory_bytes: Option<u64>, concurrency: usize) -> ContainerLimits {
+        let concurrency = concurrency.max(1);
+        ContainerLimits {
+            cpus: Some((cores as f64 / concurrency as f64).max(1.0)),
+            memory_bytes: memory_bytes.map(|total| (total / 4 * 3 / concurrency as u64).max(256 << 20)),
+            pids_limit: Some(DEFAULT_PIDS_LIMIT),
+        }
+    }
+}
+
+/// This machine's physical memory, if the system says.
+fn machine_memory_bytes() -> Option<u64> {
+    // SAFETY: sysconf only reads system configuration.
+    let (pages, page_size) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+    (pages > 0 && page_size > 0).then(|| pages as u64 * page_size as u64)
+}
+
+/// Capabilities a step's root keeps: what a package manager run as root needs (apt and dpkg
+/// change owners and modes, drop to the `_apt` user, set file capabilities; npm and pip write
+/// files of other users; a test server may bind a low port). Everything else is dropped,
+/// notably `SYS_ADMIN` (mounts), `NET_RAW` (forged packets), `MKNOD` (devices), `SYS_CHROOT`,
+/// `SETPCAP` and `AUDIT_WRITE`; docker's and podman's defaults differ, so the list is explicit.
+pub const KEPT_CAPABILITIES: &[&str] = &["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETFCAP", "NET_BIND_SERVICE"];
 
 /// Finds an executable on PATH.
 pub fn which(name: &str) -> Option<PathBuf> {
@@ -284,40 +378,114 @@ async fn container_command(
         env_text.push_str(&format!("{name}={value}\n"));
     }
     write_file(&env_file, env_text.as_bytes()).await?;
-
-    let mut command = Command::new(&settings.binary);
-    if let Some(oci_runtime) = &settings.oci_runtime {
-        command.args(["--runtime", oci_runtime]);
-    }
-    command.args(["run", "--rm", "--init", "--pull=never", "--name", &invocation.container_name]);
-    command.args(["--label", &format!("flotilla.owner={}", settings.owner_label)]);
-    if !invocation.network {
-        command.args(["--network", "none"]);
-    }
-    for limit in &settings.ulimits {
-        command.args(["--ulimit", limit]);
-    }
-    if let Some(cpus) = settings.cpus {
-        command.args(["--cpus", &cpus.to_string()]);
-    }
-    if let Some(memory) = settings.memory_bytes {
-        command.args(["--memory", &memory.to_string()]);
-    }
-    command.args(["--env-file"]).arg(&env_file);
-    command.arg("-v").arg(format!("{}:/work", invocation.workspace.display()));
-    command.arg("-v").arg(format!("{}:/flotilla-step.sh:ro", script_path.display()));
+    let mut file_mounts = Vec::with_capacity(invocation.files.len());
     for (index, (target, content)) in invocation.files.iter().enumerate() {
         let host = invocation.scratch.join(format!("file-{index}"));
         write_file(&host, content).await?;
-        command.arg("-v").arg(format!("{}:{target}:ro", host.display()));
+        file_mounts.push((host, target.clone()));
+    }
+    let mut command = Command::new(&settings.binary);
+    command.args(container_arguments(settings, invocation, &env_file, script_path, &file_mounts));
+    Ok(command)
+}
+
+/// The container CLI's arguments for one step, pure so that the isolation it promises can be
+/// read and tested in one place. `file_mounts` are (host path, container path) of the step's
+/// `files` and `mount` entries.
+pub fn container_arguments(
+    settings: &RuntimeSettings,
+    invocation: &StepInvocation,
+    env_file: &Path,
+    script_path: &Path,
+    file_mounts: &[(PathBuf, String)],
+) -> Vec<std::ffi::OsString> {
+    let mut arguments: Vec<std::ffi::OsString> = Vec::new();
+    let mut push = |values: &[&str]| arguments.extend(values.iter().map(std::ffi::OsString::from));
+    if let Some(oci_runtime) = &settings.oci_runtime {
+        push(&["--runtime", oci_runtime]);
+    }
+    push(&["run", "--rm", "--init", "--pull=never", "--name", &invocation.container_name]);
+    push(&["--label", &format!("flotilla.owner={}", settings.owner_label)]);
+    if !invocation.network {
+        push(&["--network", "none"]);
+    }
+    // Never `--privileged`; no gaining privileges through setuid binaries; a short list of
+    // capabilities instead of the runtime's defaults.
+    push(&["--security-opt", "no-new-privileges", "--cap-drop", "ALL"]);
+    for capability in KEPT_CAPABILITIES {
+        push(&["--cap-add", capability]);
+    }
+    for limit in &settings.ulimits {
+        push(&["--ulimit", limit]);
+    }
+    if let Some(pids) = settings.pids_limit {
+        push(&["--pids-limit", &pids.to_string()]);
+    }
+    if let Some(cpus) = settings.cpus {
+        push(&["--cpus", &cpus.to_string()]);
+    }
+    if let Some(memory) = settings.memory_bytes {
+        push(&["--memory", &memory.to_string(), "--memory-swap", &memory.to_string()]);
+    }
+    arguments.push("--env-file".into());
+    arguments.push(env_file.into());
+    // The only host paths in the container: the workspace (writable), the script and the
+    // step's files (read-only).
+    arguments.push("-v".into());
+    arguments.push(format!("{}:/work", invocation.workspace.display()).into());
+    arguments.push("-v".into());
+    arguments.push(format!("{}:/flotilla-step.sh:ro", script_path.display()).into());
+    for (host, target) in file_mounts {
+        arguments.push("-v".into());
+        arguments.push(format!("{}:{target}:ro", host.display()).into());
     }
     let working_directory = if invocation.working_directory.is_empty() {
         "/work".to_owned()
     } else {
         format!("/work/{}", invocation.working_directory)
     };
-    command.args(["-w", &working_directory, "--entrypoint", "/bin/sh", &invocation.image, "/flotilla-step.sh"]);
-    Ok(command)
+    for value in ["-w", &working_directory, "--entrypoint", "/bin/sh", &invocation.image, "/flotilla-step.sh"] {
+        arguments.push(value.into());
+    }
+    arguments
+}
+
+/// Why a step that exited non-zero in a container most likely did, when a limit of this
+/// executor explains it: exit code 137 (SIGKILL, what the kernel's out-of-memory killer
+/// sends) under a memory limit, or a shell that could not fork under a process limit.
+pub fn limit_explanation(settings: &RuntimeSettings, exit_code: i32, stderr: &str) -> Option<String> {
+    if settings.kind == RuntimeKind::Process {
+        return None;
+    }
+    if exit_code == 137
+        && let Some(memory) = settings.memory_bytes
+    {
+        return Some(format!(
+            "it was killed with SIGKILL, most likely because it ran out of memory: each step container may use at most {} on this executor (raise it with `flotilla executor --memory`, or make the step use less)",
+            human_bytes(memory)
+        ));
+    }
+    let lower = stderr.to_ascii_lowercase();
+    let could_not_fork = lower.contains("can't fork")
+        || lower.contains("cannot fork")
+        || (lower.contains("fork") && lower.contains("resource temporarily unavailable"));
+    if could_not_fork && let Some(pids) = settings.pids_limit {
+        return Some(format!(
+            "it could not start more processes: each step container may run at most {pids} processes and threads on this executor (raise it with `flotilla executor --pids-limit`)"
+        ));
+    }
+    None
+}
+
+/// `1.5 GiB`, `64 MiB`, `512 KiB`, `100 bytes`.
+fn human_bytes(bytes: u64) -> String {
+    for (unit, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+        if bytes >= size {
+            let value = bytes as f64 / size as f64;
+            return if value.fract() == 0.0 { format!("{value:.0} {unit}") } else { format!("{value:.1} {unit}") };
+        }
+    }
+    format!("{bytes} bytes")
 }
 
 async fn forward_lines<Reader: AsyncRead + Unpin>(
@@ -447,5 +615,116 @@ pub async fn check_image(settings: &RuntimeSettings, image: &str) -> Result<(), 
             docker_architecture()
         ))),
         Some(_) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> RuntimeSettings {
+        RuntimeSettings {
+            kind: RuntimeKind::Podman,
+            binary: PathBuf::from("podman"),
+            oci_runtime: Some("runc".to_owned()),
+            ulimits: vec!["nofile=1024:1024".to_owned()],
+            cpus: Some(2.0),
+            memory_bytes: Some(512 << 20),
+            pids_limit: Some(DEFAULT_PIDS_LIMIT),
+            owner_label: "owner".to_owned(),
+        }
+    }
+
+    fn invocation(network: bool) -> StepInvocation {
+        StepInvocation {
+            container_name: "c".to_owned(),
+            image: "alpine:3".to_owned(),
+            script: "true".to_owned(),
+            workspace: PathBuf::from("/host/jobs/workspace"),
+            working_directory: "sub".to_owned(),
+            environment: Vec::new(),
+            files: Vec::new(),
+            scratch: PathBuf::from("/host/jobs/scratch"),
+            network,
+            timeout: None,
+        }
+    }
+
+    fn arguments(network: bool) -> Vec<String> {
+        let mounts = vec![(PathBuf::from("/host/jobs/scratch/file-0"), "/etc/config.yml".to_owned())];
+        container_arguments(&settings(), &invocation(network), Path::new("/host/jobs/scratch/step.env"), Path::new("/host/jobs/scratch/step.sh"), &mounts)
+            .into_iter()
+            .map(|argument| argument.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    /// The value after each occurrence of `flag`.
+    fn values<'a>(arguments: &'a [String], flag: &str) -> Vec<&'a str> {
+        arguments.windows(2).filter(|pair| pair[0] == flag).map(|pair| pair[1].as_str()).collect()
+    }
+
+    #[test]
+    fn containers_are_unprivileged_limited_and_removed() {
+        let arguments = arguments(false);
+        assert!(!arguments.iter().any(|argument| argument.contains("privileged")), "{arguments:?}");
+        assert!(arguments.contains(&"--rm".to_owned()));
+        assert_eq!(values(&arguments, "--security-opt"), ["no-new-privileges"]);
+        assert_eq!(values(&arguments, "--cap-drop"), ["ALL"]);
+        let kept = values(&arguments, "--cap-add");
+        assert!(!kept.iter().any(|capability| ["SYS_ADMIN", "NET_RAW", "MKNOD", "SYS_PTRACE", "NET_ADMIN"].contains(capability)), "{kept:?}");
+        assert!(kept.contains(&"CHOWN") && kept.contains(&"SETUID"), "a root package install keeps what it needs: {kept:?}");
+        assert_eq!(values(&arguments, "--pids-limit"), ["4096"]);
+        assert_eq!(values(&arguments, "--cpus"), ["2"]);
+        assert_eq!(values(&arguments, "--memory"), [(512u64 << 20).to_string()]);
+        assert_eq!(values(&arguments, "--memory-swap"), [(512u64 << 20).to_string()], "no swap beyond the memory limit");
+    }
+
+    #[test]
+    fn only_the_workspace_is_a_writable_host_mount() {
+        let arguments = arguments(false);
+        let mounts = values(&arguments, "-v");
+        assert_eq!(mounts, ["/host/jobs/workspace:/work", "/host/jobs/scratch/step.sh:/flotilla-step.sh:ro", "/host/jobs/scratch/file-0:/etc/config.yml:ro"]);
+        for flag in ["--volume", "--mount", "--tmpfs", "--device", "--volumes-from", "--pid", "--ipc", "--uts", "--userns"] {
+            assert!(!arguments.iter().any(|argument| argument == flag || argument.starts_with(&format!("{flag}="))), "{flag} in {arguments:?}");
+        }
+        assert_eq!(values(&arguments, "-w"), ["/work/sub"]);
+    }
+
+    #[test]
+    fn no_network_unless_the_step_asks() {
+        assert_eq!(values(&arguments(false), "--network"), ["none"]);
+        assert!(values(&arguments(true), "--network").is_empty(), "the runtime's default network");
+        assert_eq!(StepNetwork::OnRequest.decide(false), Ok(false));
+        assert_eq!(StepNetwork::OnRequest.decide(true), Ok(true));
+        assert_eq!(StepNetwork::Always.decide(false), Ok(true));
+        assert_eq!(StepNetwork::Never.decide(false), Ok(false));
+        assert!(StepNetwork::Never.decide(true).expect_err("refused").contains("--step-network never"));
+        assert_eq!(StepNetwork::parse("on-request"), Some(StepNetwork::OnRequest));
+        assert_eq!(StepNetwork::parse("sometimes"), None);
+    }
+
+    #[test]
+    fn unconfigured_limits_share_the_machine_between_concurrent_jobs() {
+        let gib = 1u64 << 30;
+        let one = ContainerLimits::defaults_for(8, Some(16 * gib), 1);
+        assert_eq!(one, ContainerLimits { cpus: Some(8.0), memory_bytes: Some(12 * gib), pids_limit: Some(DEFAULT_PIDS_LIMIT) });
+        let four = ContainerLimits::defaults_for(8, Some(16 * gib), 4);
+        assert_eq!((four.cpus, four.memory_bytes), (Some(2.0), Some(3 * gib)));
+        let crowded = ContainerLimits::defaults_for(2, Some(gib), 16);
+        assert_eq!((crowded.cpus, crowded.memory_bytes), (Some(1.0), Some(256 << 20)), "floors");
+        assert_eq!(ContainerLimits::defaults_for(2, None, 1).memory_bytes, None, "unknown memory: no limit rather than a guess");
+    }
+
+    #[test]
+    fn exit_137_and_fork_failures_are_explained_by_the_limits() {
+        let settings = settings();
+        let memory = limit_explanation(&settings, 137, "").expect("explained");
+        assert!(memory.contains("ran out of memory") && memory.contains("512 MiB") && memory.contains("--memory"), "{memory}");
+        let pids = limit_explanation(&settings, 2, "sh: can't fork: Resource temporarily unavailable").expect("explained");
+        assert!(pids.contains("4096 processes") && pids.contains("--pids-limit"), "{pids}");
+        assert!(limit_explanation(&settings, 1, "error: no such file").is_none());
+        let process = RuntimeSettings { kind: RuntimeKind::Process, ..settings };
+        assert!(limit_explanation(&process, 137, "").is_none(), "no limits without containers");
+        assert_eq!(human_bytes(3 << 29), "1.5 GiB");
     }
 }

@@ -89,10 +89,12 @@ fn numbers_as_floats(value: serde_json::Value) -> serde_json::Value {
     }
 }
 
-/// The message of a step that exited non-zero: which step and image, the exit code, the
-/// rendered command, and the tail of its standard error.
-pub fn step_failure_message(step_index: usize, image: &str, exit_code: i32, command: &str, stderr: &str) -> String {
-    let mut message = format!("step {} (run in {image}) exited with code {exit_code}\n\nrun: {}\n", step_index + 1, command.trim_end());
+/// The message of a step that exited non-zero: which step and image, the exit code (and what
+/// explains it, such as an executor's limit), the rendered command, and the tail of its
+/// standard error.
+pub fn step_failure_message(step_index: usize, image: &str, exit_code: i32, explanation: Option<&str>, command: &str, stderr: &str) -> String {
+    let because = explanation.map(|text| format!(": {text}")).unwrap_or_default();
+    let mut message = format!("step {} (run in {image}) exited with code {exit_code}{because}\n\nrun: {}\n", step_index + 1, command.trim_end());
     let lines: Vec<&str> = stderr.lines().collect();
     if !lines.is_empty() {
         let start = lines.len().saturating_sub(FAILURE_STDERR_LINES);
@@ -152,7 +154,7 @@ mod tests {
     #[test]
     fn failure_message_names_step_image_code_command_and_stderr_tail() {
         let stderr: String = (1..=25).map(|line| format!("line {line}\n")).collect();
-        let message = step_failure_message(1, "alpine:3", 3, "make it\n", &stderr);
+        let message = step_failure_message(1, "alpine:3", 3, None, "make it\n", &stderr);
         assert!(message.starts_with("step 2 (run in alpine:3) exited with code 3\n\nrun: make it\n"), "{message}");
         assert!(message.contains("last 20 of 25 lines"), "{message}");
         assert!(message.contains("  line 6\n") && message.contains("  line 25\n") && !message.contains("line 5\n"), "{message}");

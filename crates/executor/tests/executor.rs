@@ -320,10 +320,16 @@ impl RunningExecutor {
     }
 
     fn start_for_url(url: &str, runtime: RuntimeKind) -> RunningExecutor {
+        RunningExecutor::start_configured(url, runtime, |_| {})
+    }
+
+    /// Starts an executor whose configuration `configure` adjusts (limits, network policy).
+    fn start_configured(url: &str, runtime: RuntimeKind, configure: impl FnOnce(&mut ExecutorConfig)) -> RunningExecutor {
         let work_directory = tempfile::tempdir().expect("work directory");
         let mut config = ExecutorConfig::new(url, EXECUTOR_TOKEN, runtime, work_directory.path());
         config.concurrency = 2;
         config.poll_interval = Duration::from_millis(100);
+        configure(&mut config);
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(run_executor(config, shutdown.clone()));
         RunningExecutor { shutdown, handle, work_directory }
@@ -377,6 +383,7 @@ fn step(run: &str) -> Step {
         outputs: Vec::new(),
         if_condition: String::new(),
         mount: Vec::new(),
+        network: false,
     }
 }
 
@@ -507,6 +514,71 @@ async fn a_failing_step_fails_the_job_with_exit_code_stderr_tail_and_earlier_cac
         assert_eq!(entry.updates.last().map(|(_, update)| update.exit_code), Some(Some(3)));
     }
     assert!(executor.job_folders().is_empty(), "job folders are removed: {:?}", executor.job_folders());
+    executor.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_over_the_memory_limit_fails_saying_it_ran_out_of_memory() {
+    if !podman_available().await {
+        return;
+    }
+    let server = FakeServer::start().await;
+    // busybox dd allocates its whole block: 256 MiB against a 64 MiB limit without swap.
+    server.push_job(job(&server, 21, vec![step("echo allocating\ndd if=/dev/zero of=/dev/null bs=256M count=1\n")]));
+    let executor = RunningExecutor::start_configured(&server.url, RuntimeKind::Podman, |config| config.memory_bytes = Some(64 << 20));
+    let failure = server.wait_for_outcome(21).await.expect_err("the job fails");
+    assert!(!failure.infrastructure, "the step's own fault: {failure:?}");
+    assert!(
+        failure.message.starts_with("step 1 (run in alpine:3) exited with code 137: it was killed with SIGKILL, most likely because it ran out of memory: each step container may use at most 64 MiB on this executor"),
+        "{}",
+        failure.message
+    );
+    assert!(failure.message.contains("--memory"), "{}", failure.message);
+    assert!(server.log_output(21, "step.0").contains("stdout: allocating"));
+    executor.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fork_bomb_is_stopped_by_the_pids_limit_and_the_step_fails_saying_so() {
+    if !podman_available().await {
+        return;
+    }
+    let server = FakeServer::start().await;
+    // Starts up to 5,000 processes that stay alive; the limit of 64 stops it long before.
+    let bomb = "i=0\nwhile [ $i -lt 5000 ]; do sleep 120 & i=$((i + 1)); done\necho all-started\n";
+    server.push_job(job(&server, 22, vec![step(bomb)]));
+    let started = Instant::now();
+    let executor = RunningExecutor::start_configured(&server.url, RuntimeKind::Podman, |config| config.pids_limit = Some(64));
+    let failure = server.wait_for_outcome(22).await.expect_err("the job fails");
+    assert!(
+        failure.message.contains("it could not start more processes: each step container may run at most 64 processes and threads on this executor"),
+        "{}",
+        failure.message
+    );
+    assert!(!server.log_output(22, "step.0").contains("all-started"));
+    assert!(started.elapsed() < Duration::from_secs(60), "took {:?}", started.elapsed());
+    // The host is fine: none of the bomb's processes outlived its container.
+    let survivors: Vec<String> = std::fs::read_dir("/proc")
+        .expect("read /proc")
+        .filter_map(Result::ok)
+        .filter_map(|entry| std::fs::read(entry.path().join("cmdline")).ok())
+        .map(|command| String::from_utf8_lossy(&command).replace('\0', " "))
+        .filter(|command| command.trim_end() == "sleep 120")
+        .collect();
+    assert!(survivors.is_empty(), "{} of the bomb's processes are left on the host", survivors.len());
+    executor.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_asking_for_a_network_fails_on_an_executor_that_gives_none() {
+    let server = FakeServer::start().await;
+    let mut online = step("echo should-not-run > ran.txt");
+    online.network = true;
+    server.push_job(job(&server, 23, vec![online]));
+    let executor = RunningExecutor::start_configured(&server.url, RuntimeKind::Process, |config| config.step_network = flotilla_executor::StepNetwork::Never);
+    let failure = server.wait_for_outcome(23).await.expect_err("the job fails");
+    assert!(failure.message.starts_with("step 1 cannot run on this executor: it asks for a network (`network: true`)"), "{}", failure.message);
+    assert!(failure.message.contains("--step-network never"), "{}", failure.message);
     executor.stop().await;
 }
 

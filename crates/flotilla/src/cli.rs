@@ -533,17 +533,30 @@ pub struct ExecutorArgs {
     /// Where workspaces and the repository cache live.
     #[arg(long, value_name = "DIR", env = "FLOTILLA_EXECUTOR_DIR")]
     pub work_dir: Option<PathBuf>,
-    /// CPU limit per step container.
-    #[arg(long)]
+    /// CPU limit per step container (default: the machine's cores divided by --concurrency,
+    /// at least 1; 0 for none).
+    #[arg(long, env = "FLOTILLA_EXECUTOR_CPUS")]
     pub cpus: Option<f64>,
-    /// Memory limit per step container, e.g. 2G.
-    #[arg(long)]
+    /// Memory limit per step container, e.g. 2G, without swap beyond it (default: three
+    /// quarters of the machine's memory divided by --concurrency; 0 for none). A step killed
+    /// for going over it fails with a message that says so.
+    #[arg(long, env = "FLOTILLA_EXECUTOR_MEMORY")]
     pub memory: Option<String>,
     /// Take no job while the work folder's disk has less free space than this (in MiB); a
     /// step that fails on a full disk is reported as the executor's failure, so the job is
     /// retried, not failed.
     #[arg(long, default_value_t = 100, value_name = "MIB", env = "FLOTILLA_EXECUTOR_MIN_FREE_DISK")]
     pub min_free_disk: u64,
+    /// Most processes and threads per step container, so a fork bomb stops there (default
+    /// 4096; 0 for the runtime's own default).
+    #[arg(long, value_name = "N", env = "FLOTILLA_EXECUTOR_PIDS_LIMIT")]
+    pub pids_limit: Option<u64>,
+    /// Which steps get a network: on-request (those with `network: true`), never (such steps
+    /// fail), or always (every step, as on Sourcegraph's executors). Step containers are
+    /// otherwise never privileged, run with no-new-privileges and a short capability list,
+    /// and see only the workspace (writable), their script and files (read-only).
+    #[arg(long, default_value = "on-request", value_name = "WHEN", env = "FLOTILLA_EXECUTOR_STEP_NETWORK")]
+    pub step_network: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -292,10 +292,14 @@ async fn job_payload(state: &SharedState, job: &ExecutionJob, token: String) -> 
             .collect();
     }
     let names = outer_variable_names(&payload.steps);
-    if !names.is_empty() {
+    if names.is_empty() {
+        state.job_redactors.remember(job.id, &BTreeMap::new());
+    } else {
         let namespace = state.store.get_batch_spec(job.batch_spec_id).await?.namespace()?;
         let accessor = flotilla_store::SecretAccessor { user_id: Some(job.user_id), job_id: Some(job.id) };
         let secrets = crate::secrets::resolve(state, namespace, &names, accessor).await.map_err(ApiError::internal)?;
+        // The same values check this job's reports again on this server (see `report_redaction`).
+        state.job_redactors.remember(job.id, &secrets);
         payload.redactions = secrets
             .iter()
             .map(|(name, value)| flotilla_wire::Redaction { value: value.clone(), replacement: format!("${{{{ secrets.{name} }}}}") })
@@ -375,19 +379,20 @@ async fn append_log(
     headers: HeaderMap,
     Json(entry): Json<LogEntryStart>,
 ) -> ApiResult<Json<LogEntryCreated>> {
-    let (_, executor) = authorize_report(&state, &headers, job_id).await?;
+    let (job, executor) = authorize_report(&state, &headers, job_id).await?;
+    let redactor = state.job_redactors.for_job(&state, &job).await?;
     let index = state
         .store
         .append_log_entry(
             JobId(job_id),
             &executor,
             &NewLogEntry {
-                key: entry.key,
-                command: entry.command,
+                key: redactor.redact(&entry.key),
+                command: entry.command.iter().map(|part| redactor.redact(part)).collect(),
                 started_at: entry.started_at_ms,
                 exit_code: entry.exit_code.map(i64::from),
                 duration_ms: entry.duration_ms,
-                output: entry.output,
+                output: redactor.redact(&entry.output),
             },
         )
         .await?;
@@ -401,10 +406,11 @@ async fn update_log(
     headers: HeaderMap,
     Json(update): Json<LogEntryUpdate>,
 ) -> ApiResult<StatusCode> {
-    let (_, executor) = authorize_report(&state, &headers, job_id).await?;
+    let (job, executor) = authorize_report(&state, &headers, job_id).await?;
+    let output = state.job_redactors.for_job(&state, &job).await?.redact(&update.output);
     state
         .store
-        .update_log_entry(JobId(job_id), &executor, index, &update.output, update.exit_code.map(i64::from), update.duration_ms)
+        .update_log_entry(JobId(job_id), &executor, index, &output, update.exit_code.map(i64::from), update.duration_ms)
         .await?;
     state.log_updates.changed(JobId(job_id));
     Ok(StatusCode::NO_CONTENT)
@@ -414,10 +420,19 @@ async fn complete(
     State(state): State<SharedState>,
     Path(job_id): Path<i64>,
     headers: HeaderMap,
-    Json(result): Json<JobResult>,
+    Json(mut result): Json<JobResult>,
 ) -> ApiResult<StatusCode> {
     let (job, executor) = authorize_report(&state, &headers, job_id).await?;
     let _announce = AnnounceOnDrop(&state, job.id);
+    // The executor redacted already; check again, and refuse a diff that holds a secret.
+    let redactor = state.job_redactors.for_job(&state, &job).await?;
+    if let Err(message) = redactor.redact_result(&mut result) {
+        crate::changeset_specs::store_cache_entries(&state, &job, &result.cache_entries).await?;
+        tracing::warn!(job.id = job.id.0, "a job's diff holds the value of one of its secrets; the workspace fails");
+        state.store.fail_job(job.id, &executor, &message, Clock::now_ms()).await?;
+        forget_job(&state, job.id);
+        return Ok(StatusCode::NO_CONTENT);
+    }
     // Build the changeset specs before the job is marked complete: if the result cannot
     // become changeset specs (a template fails, two specs share a branch), the workspace
     // fails with that message instead.
@@ -427,7 +442,7 @@ async fn complete(
         Ok(specs) => specs,
         Err(message) => {
             state.store.fail_job(job.id, &executor, &message, now).await?;
-            state.dequeue_caches.forget_job(job.id);
+            forget_job(&state, job.id);
             return Ok(StatusCode::NO_CONTENT);
         }
     };
@@ -440,7 +455,7 @@ async fn complete(
     }
     match state.store.complete_job(job.id, &executor, &result_json, now).await? {
         CompletionOutcome::Applied { .. } => {
-            state.dequeue_caches.forget_job(job.id);
+            forget_job(&state, job.id);
             state.job_durations.observe_job("completed", job.started_at);
             Ok(StatusCode::NO_CONTENT)
         }
@@ -452,10 +467,11 @@ async fn fail(
     State(state): State<SharedState>,
     Path(job_id): Path<i64>,
     headers: HeaderMap,
-    Json(failure): Json<JobFailure>,
+    Json(mut failure): Json<JobFailure>,
 ) -> ApiResult<StatusCode> {
     let (job, executor) = authorize_report(&state, &headers, job_id).await?;
     let _announce = AnnounceOnDrop(&state, job.id);
+    state.job_redactors.for_job(&state, &job).await?.redact_failure(&mut failure);
     crate::changeset_specs::store_cache_entries(&state, &job, &failure.cache_entries).await?;
     let message = if failure.infrastructure { format!("infrastructure failure: {}", failure.message) } else { failure.message };
     if failure.infrastructure {
@@ -466,7 +482,7 @@ async fn fail(
             .requeue_after_infrastructure_failure(job.id, &executor, &message, INFRASTRUCTURE_ATTEMPTS, Clock::now_ms())
             .await?;
         if matches!(outcome, CompletionOutcome::Applied { .. }) {
-            state.dequeue_caches.forget_job(job.id);
+            forget_job(&state, job.id);
             tracing::warn!(job.id = job.id.0, executor.name = %executor, error = %message, "job requeued after an infrastructure failure");
             state.jobs_were_queued();
             return Ok(StatusCode::NO_CONTENT);
@@ -475,12 +491,18 @@ async fn fail(
     let message = if failure.infrastructure && failure_is_final_after_retries(&job) { format!("{message} (after {INFRASTRUCTURE_ATTEMPTS} attempts)") } else { message };
     match state.store.fail_job(job.id, &executor, &message, Clock::now_ms()).await? {
         CompletionOutcome::Applied { .. } => {
-            state.dequeue_caches.forget_job(job.id);
+            forget_job(&state, job.id);
             state.job_durations.observe_job("failed", job.started_at);
             Ok(StatusCode::NO_CONTENT)
         }
         CompletionOutcome::Ignored { .. } => Err(ApiError::conflict("the job was already finished or given to another executor")),
     }
+}
+
+/// Forgets what this server remembered of a job that ended or went back to the queue.
+fn forget_job(state: &SharedState, job: JobId) {
+    state.dequeue_caches.forget_job(job);
+    state.job_redactors.forget(job);
 }
 
 /// Tells live log streams that a job changed when a report finishes, however it returns.

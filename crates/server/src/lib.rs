@@ -43,6 +43,7 @@ pub mod mirrors;
 pub mod reconciler;
 pub mod reconciler_plan;
 pub mod passwords;
+pub mod report_redaction;
 pub mod publication_choices;
 pub mod resolution;
 pub mod rollout;
@@ -170,6 +171,8 @@ pub struct AppState {
     pub executors_seen: std::sync::Mutex<std::collections::HashMap<String, i64>>,
     /// Log writes announced to live log streams (see `log_stream`).
     pub log_updates: log_stream::LogUpdates,
+    /// Each running job's secrets, to redact its reports (see `report_redaction`).
+    pub job_redactors: report_redaction::JobRedactors,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -251,6 +254,7 @@ pub async fn start(config: ServerConfig, store: Store) -> anyhow::Result<Running
         mirror_locks: std::sync::Mutex::new(std::collections::HashMap::new()),
         executors_seen: std::sync::Mutex::new(std::collections::HashMap::new()),
         log_updates: log_stream::LogUpdates::default(),
+        job_redactors: report_redaction::JobRedactors::default(),
     });
     let shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();

@@ -100,6 +100,15 @@ pub struct Step {
     pub if_condition: String,
     #[serde(default)]
     pub mount: Vec<Mount>,
+    /// `network: true` (a Flotilla extension to the format): the step's container gets a
+    /// network; without it, steps run with none. Left out of the serialized step when false,
+    /// so specs without it keep their cache keys.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub network: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 /// An environment variable of a step.

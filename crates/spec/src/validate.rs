@@ -31,7 +31,7 @@ const TOP_LEVEL_FIELDS: &[&str] = &[
     "changesetTemplate",
     "executor",
 ];
-const STEP_FIELDS: &[&str] = &["run", "container", "env", "files", "outputs", "if", "mount"];
+const STEP_FIELDS: &[&str] = &["run", "container", "env", "files", "outputs", "if", "mount", "network"];
 const VERSION_3_STEP_FIELDS: &[&str] = &["image", "codingAgent", "buildImage"];
 
 pub(crate) struct Checker<'source> {
@@ -527,8 +527,10 @@ fn check_steps(checker: &mut Checker<'_>, node: &Node) -> Vec<Step> {
             },
         };
         let mount = item.get("mount").map(|mount| check_mounts(checker, mount, &join_path(&path, "mount"), index)).unwrap_or_default();
+        // Flotilla's extension: the step's container gets a network (none otherwise).
+        let network = item.get("network").and_then(|node| checker.boolean(node, &join_path(&path, "network"))).unwrap_or(false);
         if let (Some(run), Some(container)) = (run, container) {
-            steps.push(Step { run, container, env, files, outputs, if_condition, mount });
+            steps.push(Step { run, container, env, files, outputs, if_condition, mount, network });
         }
     }
     steps

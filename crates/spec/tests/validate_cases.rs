@@ -72,7 +72,7 @@ fn unknown_fields_everywhere() {
         &with_template("name: x\nsteps:\n  - run: a\n    contaner: alpine\n"),
         &[
             "3:5 steps[0]: missing required field `container` (the container image to run it in, e.g. alpine:3)",
-            "4:5 steps[0]: unknown field `contaner`; expected one of: run, container, env, files, outputs, if, mount",
+            "4:5 steps[0]: unknown field `contaner`; expected one of: run, container, env, files, outputs, if, mount, network",
         ],
     );
     check_errors(
@@ -170,6 +170,10 @@ fn step_fields() {
         &["4:12 steps[0].image: `image` belongs to version 3 batch specs, which Flotilla does not support yet; use `container`"],
     );
     check_errors(&with_template("name: x\nsteps:\n  - run: a\n    container: \"\"\n"), &["4:16 steps[0].container: the container image is empty; name an image such as alpine:3"]);
+    check_errors(
+        &with_template("name: x\nsteps:\n  - run: a\n    container: alpine\n    network: \"yes\"\n"),
+        &["5:14 steps[0].network: expected true or false, found the string \"yes\""],
+    );
 }
 
 #[test]
@@ -188,6 +192,12 @@ fn step_model() {
     assert_eq!(first.outputs[0].1.format, OutputFormat::Json);
     assert_eq!(spec.steps[1].if_condition, "false");
     assert_eq!(spec.required_outer_variables(), vec!["SECRET"]);
+    // `network: true` (Flotilla's extension) asks for a network; without it, none.
+    assert!(!first.network && !spec.steps[1].network);
+    let online = parse_batch_spec(&with_template("name: x\nsteps:\n  - run: npm install\n    container: node:20\n    network: true\n")).expect("valid").spec;
+    assert!(online.steps[0].network);
+    assert_eq!(serde_json::to_value(&online.steps[0]).expect("json")["network"], true);
+    assert!(serde_json::to_value(first).expect("json").get("network").is_none(), "left out when false, so cache keys do not change");
 }
 
 #[test]

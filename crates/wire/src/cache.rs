@@ -99,6 +99,7 @@ mod tests {
                 outputs: Vec::new(),
                 if_condition: String::new(),
                 mount: Vec::new(),
+                network: false,
             })
             .collect()
     }

@@ -5,10 +5,12 @@
 //! heartbeat, log entries, mark complete/failed) with job payloads that carry everything a
 //! stateless executor needs. [`cache`] holds the one piece of shared logic: the step-result
 //! cache key, which the server computes at resolution and the executor after each step, and
-//! which must therefore be computed by one function.
+//! which must therefore be computed by one function; and [`redact`], the secret redaction
+//! both apply to what a job reports.
 
 pub mod api;
 pub mod cache;
 pub mod executor;
+pub mod redact;
 
 pub use executor::*;

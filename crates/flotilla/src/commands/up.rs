@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use flotilla_executor::{ExecutorConfig, RuntimeKind, default_executor_name, run_executor};
+use flotilla_executor::{ExecutorConfig, RuntimeKind, StepNetwork, default_executor_name, run_executor};
 use flotilla_server::{ServerConfig, bootstrap, load_or_create_secret_key, open_store, start};
 use tokio_util::sync::CancellationToken;
 
@@ -129,6 +129,9 @@ pub async fn executor(arguments: ExecutorArgs) -> anyhow::Result<ExitCode> {
     config.cpus = arguments.cpus;
     config.memory_bytes = arguments.memory.as_deref().map(parse_bytes).transpose()?;
     config.min_free_disk_bytes = arguments.min_free_disk.saturating_mul(1 << 20);
+    config.pids_limit = arguments.pids_limit;
+    config.step_network = StepNetwork::parse(&arguments.step_network)
+        .with_context(|| format!("unknown --step-network {:?}: use on-request, never or always", arguments.step_network))?;
     let mut labels = BTreeMap::new();
     for label in &arguments.labels {
         let (name, value) = label.split_once('=').unwrap_or((label.as_str(), "true"));
@@ -142,11 +145,22 @@ pub async fn executor(arguments: ExecutorArgs) -> anyhow::Result<ExitCode> {
         stopper.cancel();
     });
     eprintln!("executor {} taking jobs from {} ({} at a time, {} runtime)", config.name, config.server_url, config.concurrency, runtime.name());
+    if runtime != RuntimeKind::Process {
+        let limits = config.container_limits();
+        let show = |value: Option<String>| value.unwrap_or_else(|| "no limit".to_owned());
+        eprintln!(
+            "  each step container: cpus {}, memory {}, processes {}, network {}",
+            show(limits.cpus.map(|cpus| cpus.to_string())),
+            show(limits.memory_bytes.map(|bytes| format!("{} MiB", bytes >> 20))),
+            show(limits.pids_limit.map(|pids| pids.to_string())),
+            arguments.step_network
+        );
+    }
     run_executor(config, shutdown).await.map_err(|error| anyhow::anyhow!("{error}"))?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// `2G`, `512M`, `1048576` → bytes.
+/// `2G`, `512M`, `1048576` → bytes; `0` (no limit) too.
 fn parse_bytes(text: &str) -> anyhow::Result<u64> {
     let text = text.trim();
     let (number, multiplier) = match text.chars().last() {
@@ -156,8 +170,8 @@ fn parse_bytes(text: &str) -> anyhow::Result<u64> {
         _ => (text, 1),
     };
     let value: f64 = number.parse().with_context(|| format!("{text:?} is not a size such as 512M or 2G"))?;
-    if value <= 0.0 {
-        bail!("{text:?} must be positive");
+    if value < 0.0 || !value.is_finite() {
+        bail!("{text:?} must be a positive size, or 0 for no limit");
     }
     Ok((value * multiplier as f64) as u64)
 }
