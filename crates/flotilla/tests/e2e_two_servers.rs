@@ -31,13 +31,14 @@ const REPOSITORIES: usize = 20;
 
 /// `flotilla server` named `name` on `port`, with the shared data folder and database; its log
 /// goes to `<name>-<n>.log` in `logs`.
-fn start_server(name: &str, port: u16, data: &Path, database_url: &str, logs: &Path) -> Running {
+fn start_server(name: &str, port: u16, data: &Path, database_url: &str, logs: &Path, extra: &[&str]) -> Running {
     static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let start = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let log = std::fs::File::create(logs.join(format!("{name}-{start}.log"))).expect("create server log");
     let mut child = flotilla()
         .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--admin-token", ADMIN, "--executor-token", EXECUTOR])
         .args(["--heartbeat-timeout", HEARTBEAT_TIMEOUT, "--changeset-sync-interval", "3600", "--database-url", database_url])
+        .args(extra)
         .arg("--data-dir")
         .arg(data)
         .stdout(Stdio::piped())
@@ -95,8 +96,8 @@ fn two_servers_on_one_postgres_database_lose_nothing_when_either_is_killed() {
     let data = root.path().join("shared-data");
     let (port_a, port_b) = (support::free_port(), support::free_port());
     let (url_a, url_b) = (format!("http://127.0.0.1:{port_a}"), format!("http://127.0.0.1:{port_b}"));
-    let mut server_a = Some(start_server("server-a", port_a, &data, &database_url, &logs));
-    let mut server_b = Some(start_server("server-b", port_b, &data, &database_url, &logs));
+    let mut server_a = Some(start_server("server-a", port_a, &data, &database_url, &logs, &[]));
+    let mut server_b = Some(start_server("server-b", port_b, &data, &database_url, &logs, &[]));
 
     // The user talks to either server: the code host is added through one, synced through the
     // other.
@@ -153,7 +154,7 @@ fn two_servers_on_one_postgres_database_lose_nothing_when_either_is_killed() {
     wait_until(Duration::from_secs(60), "workspaces to complete through B alone", || {
         completed_and_processing(&url_b, &id).0 >= completed_at_kill + 6
     });
-    server_a = Some(start_server("server-a", port_a, &data, &database_url, &logs));
+    server_a = Some(start_server("server-a", port_a, &data, &database_url, &logs, &[]));
     eprintln!("server A restarted after {:.1} s", started.elapsed().as_secs_f64());
     wait_until(Duration::from_secs(90), "the batch spec to finish", || {
         matches!(batch_spec_status(&url_a, ADMIN, &id)["state"].as_str(), Some("completed" | "failed" | "canceled"))
@@ -202,6 +203,59 @@ fn two_servers_on_one_postgres_database_lose_nothing_when_either_is_killed() {
         "two servers: A killed mid-execution, B mid-publishing; {REPOSITORIES} workspaces once, {REPOSITORIES} pull requests once, in {:.1} s",
         started.elapsed().as_secs_f64()
     );
+}
+
+/// A rollout window paces publishing for the database, not per server: with two servers
+/// (each running the scheduler loop) eight changesets at 1/second still take about seven
+/// seconds from the first pull request to the last, because one server leads the schedule.
+#[test]
+fn two_servers_release_a_rollout_window_at_its_rate_not_twice_it() {
+    let Some(database_url) = fresh_postgres_database("two_servers_rollout") else { return };
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let emulator = runtime.block_on(Emulator::start(EmulatorConfig::default())).expect("emulator");
+    let names: Vec<String> = (0..8).map(|index| format!("paced-{index}")).collect();
+    for name in &names {
+        runtime.block_on(emulator.create_repository(NewRepository::new("acme", name.as_str()))).expect("repository");
+    }
+    let root = tempfile::tempdir().expect("temp dir");
+    let logs = root.path().join("logs");
+    std::fs::create_dir_all(&logs).expect("log folder");
+    let data = root.path().join("shared-data");
+    let windows = root.path().join("windows.yaml");
+    std::fs::write(&windows, "- rate: 1/second\n").expect("write windows");
+    let windows_argument = ["--rollout-windows", windows.to_str().expect("utf-8")];
+    let (port_a, port_b) = (support::free_port(), support::free_port());
+    let (url_a, url_b) = (format!("http://127.0.0.1:{port_a}"), format!("http://127.0.0.1:{port_b}"));
+    let _server_a = start_server("server-a", port_a, &data, &database_url, &logs, &windows_argument);
+    let _server_b = start_server("server-b", port_b, &data, &database_url, &logs, &windows_argument);
+    let added = run_client_as(
+        &url_b,
+        ADMIN,
+        &["codehost", "add", "--kind", "github", "--name", "github.com", "--api-url", emulator.url(), "--org", "acme", "--token-stdin"],
+        Some(DEFAULT_TOKEN),
+    );
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    assert!(run_client_as(&url_a, ADMIN, &["repos", "sync"], None).status.success());
+    let _executor = start_executor(&format!("{url_a},{url_b}"), "pacer", root.path(), &logs);
+    let file = root.path().join("paced.batch.yaml");
+    std::fs::write(
+        &file,
+        "name: paced\non:\n  - repositoriesMatchingQuery: repo:^github\\.com/acme/\nsteps:\n  - run: echo paced >> README.md\n    container: alpine:3\nchangesetTemplate:\n  title: Paced\n  body: Paced\n  branch: batch/paced\n  commit:\n    message: paced\n  published: true\n",
+    )
+    .expect("write spec");
+    let applied = run_client_as(&url_a, ADMIN, &["batch", "apply", "--json", "-f", file.to_str().expect("utf-8")], None);
+    assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
+
+    let opened = || names.iter().map(|name| emulator.pull_request_count("acme", name)).sum::<usize>();
+    wait_until(Duration::from_secs(60), "the first pull request", || opened() >= 1);
+    let first = Instant::now();
+    wait_until(Duration::from_secs(60), "every pull request", || opened() == names.len());
+    let spread = first.elapsed();
+    eprintln!("8 changesets at 1/second through two servers: {:.1} s from the first pull request to the last", spread.as_secs_f64());
+    assert!(spread >= Duration::from_millis(5_500), "released faster than 1/second (two schedulers?): {spread:?}");
+    for name in &names {
+        assert_eq!(emulator.pull_request_count("acme", name), 1, "exactly one pull request in {name}");
+    }
 }
 
 #[test]
