@@ -32,10 +32,17 @@ const REPOSITORIES: usize = 20;
 /// `flotilla server` named `name` on `port`, with the shared data folder and database; its log
 /// goes to `<name>-<n>.log` in `logs`.
 fn start_server(name: &str, port: u16, data: &Path, database_url: &str, logs: &Path, extra: &[&str]) -> Running {
+    let mut server = spawn_server(name, port, data, database_url, logs, extra);
+    wait_for_line(&mut server.0, "Flotilla server listening on ");
+    server
+}
+
+/// The same without waiting for it to listen, so two can start at the same moment.
+fn spawn_server(name: &str, port: u16, data: &Path, database_url: &str, logs: &Path, extra: &[&str]) -> Running {
     static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let start = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let log = std::fs::File::create(logs.join(format!("{name}-{start}.log"))).expect("create server log");
-    let mut child = flotilla()
+    let child = flotilla()
         .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--admin-token", ADMIN, "--executor-token", EXECUTOR])
         .args(["--heartbeat-timeout", HEARTBEAT_TIMEOUT, "--changeset-sync-interval", "3600", "--database-url", database_url])
         .args(extra)
@@ -45,7 +52,6 @@ fn start_server(name: &str, port: u16, data: &Path, database_url: &str, logs: &P
         .stderr(Stdio::from(log))
         .spawn()
         .expect("start flotilla server");
-    wait_for_line(&mut child, "Flotilla server listening on ");
     Running(child)
 }
 
@@ -96,8 +102,13 @@ fn two_servers_on_one_postgres_database_lose_nothing_when_either_is_killed() {
     let data = root.path().join("shared-data");
     let (port_a, port_b) = (support::free_port(), support::free_port());
     let (url_a, url_b) = (format!("http://127.0.0.1:{port_a}"), format!("http://127.0.0.1:{port_b}"));
-    let mut server_a = Some(start_server("server-a", port_a, &data, &database_url, &logs, &[]));
-    let mut server_b = Some(start_server("server-b", port_b, &data, &database_url, &logs, &[]));
+    // Both start at the same moment on the new database and data folder: schema, first
+    // administrator, tokens and secret key are created once, whoever wins.
+    let mut server_a = Some(spawn_server("server-a", port_a, &data, &database_url, &logs, &[]));
+    let mut server_b = Some(spawn_server("server-b", port_b, &data, &database_url, &logs, &[]));
+    for server in [&mut server_a, &mut server_b] {
+        wait_for_line(&mut server.as_mut().expect("started").0, "Flotilla server listening on ");
+    }
 
     // The user talks to either server: the code host is added through one, synced through the
     // other.
