@@ -14,7 +14,9 @@
 //! [`apply`] (batch spec → batch change and its changesets), [`reconciler_plan`] (apply's
 //! rewirer and the reconciler's plan, over data alone), [`reconciler`] (the worker that
 //! pushes branches),
-//! [`janitor`] (stalled jobs), [`secrets_crypto`] (tokens and encryption at rest),
+//! [`janitor`] (stalled jobs), [`leadership`] (the duties one server process leads for the
+//! whole database), [`single_server`] (one server per SQLite database), [`secrets_crypto`]
+//! (tokens and encryption at rest),
 //! [`incoming_webhooks`] (forges' deliveries → immediate changeset syncs) with the pure
 //! [`forge_webhooks`] (signatures and payloads per forge),
 //! [`web_api`], [`templates`] and [`log_stream`] (what the web interface needs: listings,
