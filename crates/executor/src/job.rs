@@ -376,11 +376,27 @@ impl Execution<'_> {
         let command = vec!["git".to_owned(), "fetch".to_owned(), "--depth=1".to_owned(), remote_url.clone(), job.commit.clone()];
         let mut entry = LogEntry::start(&self.environment.client, job, self.redactor, "setup.fetch", &command);
         let stop = self.control.token().clone();
-        let prepared = tokio::select! {
-            prepared = self.prepare(&remote_url) => prepared,
-            _ = stop.cancelled() => {
-                let _ = entry.finish(-1).await;
-                return Err(Interruption::Stopped);
+        // With several servers, a fetch from one that stopped answering is tried on the next
+        // (every server serves every job's repository), before the job is given up.
+        let mut remote_url = remote_url;
+        let mut servers_left = self.environment.client.server_count();
+        let prepared = loop {
+            let server = self.environment.client.base_url().to_owned();
+            let prepared = tokio::select! {
+                prepared = self.prepare(&remote_url) => prepared,
+                _ = stop.cancelled() => {
+                    let _ = entry.finish(-1).await;
+                    return Err(Interruption::Stopped);
+                }
+            };
+            servers_left -= 1;
+            match prepared {
+                Err(message) if servers_left > 0 => {
+                    entry.push_line(&format!("{message}; trying the next server"));
+                    self.environment.client.fail_over_from(&server);
+                    remote_url = format!("{}{}", self.environment.client.base_url(), job.git_path);
+                }
+                prepared => break prepared,
             }
         };
         let workspace = match prepared {

@@ -512,7 +512,9 @@ pub struct ServerArgs {
 
 #[derive(Debug, Args)]
 pub struct ExecutorArgs {
-    /// The server's URL.
+    /// The server's URL; for several servers of one PostgreSQL database, a comma-separated
+    /// list (`http://a:7080,http://b:7080`): the executor uses one and moves to the next when
+    /// it stops answering.
     #[arg(long, env = "FLOTILLA_URL")]
     pub url: String,
     /// The executor token the server printed.

@@ -33,8 +33,9 @@ use crate::secrets_crypto::{TokenKind, generate_token, hash_token};
 /// this server queues more jobs). Each saved statement matters: on SQLite every one is a round
 /// trip to the database thread, and dequeues are the hottest path of the server.
 ///
-/// On SQLite (one server by construction) the jobs handed out are remembered by their token
-/// too, so the reports that follow (log lines, completion) need no read to find their job.
+/// On SQLite (one server, enforced at start by `single_server`) the jobs handed out are
+/// remembered by their token too, so the reports that follow (log lines, completion) need no
+/// read to find their job.
 /// That is safe because every report's write checks in SQL that the job is still processing
 /// for that executor, and a job's entry goes when it is handed out again or finishes.
 #[derive(Default)]

@@ -14,7 +14,9 @@
 //! [`apply`] (batch spec → batch change and its changesets), [`reconciler_plan`] (apply's
 //! rewirer and the reconciler's plan, over data alone), [`reconciler`] (the worker that
 //! pushes branches),
-//! [`janitor`] (stalled jobs), [`secrets_crypto`] (tokens and encryption at rest),
+//! [`janitor`] (stalled jobs), [`leadership`] (the duties one server process leads for the
+//! whole database), [`single_server`] (one server per SQLite database), [`secrets_crypto`]
+//! (tokens and encryption at rest),
 //! [`incoming_webhooks`] (forges' deliveries → immediate changeset syncs) with the pure
 //! [`forge_webhooks`] (signatures and payloads per forge),
 //! [`web_api`], [`templates`] and [`log_stream`] (what the web interface needs: listings,
@@ -36,6 +38,7 @@ pub mod forge_webhooks;
 pub mod forges;
 pub mod incoming_webhooks;
 pub mod janitor;
+pub mod leadership;
 pub mod log_stream;
 pub mod metrics;
 pub mod mirror_schedule;
@@ -50,6 +53,7 @@ pub mod rollout;
 pub mod secrets;
 pub mod search_index;
 pub mod secrets_crypto;
+pub mod single_server;
 pub mod statistics;
 pub mod templates;
 pub mod tokens;
@@ -223,9 +227,23 @@ pub async fn open_store(config: &ServerConfig) -> anyhow::Result<Store> {
         Some(url) => url.clone(),
         None => format!("sqlite://{}?mode=rwc", config.data_dir.join("flotilla.sqlite").display()),
     };
+    if let Some(database) = sqlite_file(&url) {
+        single_server::claim(&database)?;
+    }
     let store = Store::open(&url).await.with_context(|| "opening the database (check --database-url)".to_owned())?;
     store.migrate().await.context("bringing the database schema up to date")?;
     Ok(store)
+}
+
+/// The database file of a SQLite URL (`sqlite://PATH?options` or a plain path); `None` for
+/// PostgreSQL and for in-memory databases.
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return None;
+    }
+    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+    let path = path.split('?').next().unwrap_or(path);
+    (!path.is_empty() && !path.contains(":memory:")).then(|| PathBuf::from(path))
 }
 
 /// Starts the HTTP server and the background workers.
@@ -303,7 +321,25 @@ pub struct Bootstrap {
 
 /// Creates the first site admin and an executor token if the database has no users yet, or
 /// registers the tokens given on the command line.
+///
+/// Servers of one database may start at the same moment on a fresh database: one of them then
+/// loses the race to create the administrator or a token (a unique key refuses its insert),
+/// and simply looks again, finding what the other created.
 pub async fn bootstrap(store: &Store, admin_token: Option<&str>, executor_token: Option<&str>) -> anyhow::Result<Bootstrap> {
+    let mut attempt = 1;
+    loop {
+        match bootstrap_once(store, admin_token, executor_token).await {
+            Err(error) if attempt < 3 => {
+                tracing::warn!(%error, "setting up the first administrator and tokens failed (another server starting?); looking again");
+                tokio::time::sleep(Duration::from_millis(250 * attempt)).await;
+                attempt += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+async fn bootstrap_once(store: &Store, admin_token: Option<&str>, executor_token: Option<&str>) -> anyhow::Result<Bootstrap> {
     let now = Clock::now_ms();
     let existing = store.get_user_by_username("admin").await.context("looking up the administrator")?;
     let admin = match existing {
@@ -361,8 +397,21 @@ pub fn load_or_create_secret_key(data_dir: &Path) -> anyhow::Result<SecretKey> {
         Ok(text) => SecretKey::from_hex(&text).with_context(|| format!("reading the secret key {}", path.display())),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             let key = SecretKey::generate();
-            write_private_file(&path, key.to_hex().as_bytes())?;
-            Ok(key)
+            // Written whole under a temporary name and linked into place, which fails if the
+            // file appeared meanwhile: two servers starting on one new data folder then both
+            // use the key that won, never half of one.
+            let temporary = data_dir.join(format!(".secret.key.{}-{}", std::process::id(), hex::encode(secrets_crypto::random_bytes::<4>())));
+            write_private_file(&temporary, key.to_hex().as_bytes())?;
+            let linked = std::fs::hard_link(&temporary, &path);
+            let _ = std::fs::remove_file(&temporary);
+            match linked {
+                Ok(()) => Ok(key),
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let text = std::fs::read_to_string(&path).with_context(|| format!("reading the secret key {}", path.display()))?;
+                    SecretKey::from_hex(&text).with_context(|| format!("reading the secret key {}", path.display()))
+                }
+                Err(error) => Err(error).with_context(|| format!("creating {}", path.display())),
+            }
         }
         Err(error) => Err(error).with_context(|| format!("reading the secret key {}", path.display())),
     }

@@ -11,6 +11,11 @@
 //! `NAME/<last path segments>`). Forge kinds (GitHub, GitLab, Bitbucket Server) are listed
 //! through their adapter ([`crate::forges`]) and named `NAME/owner/repo`.
 //!
+//! Several server processes of one PostgreSQL database share one data folder (see
+//! RELIABILITY.md, "Running two servers"): a clone or fetch holds a file lock beside its
+//! mirror, so two processes never write one mirror at once, and every commit the database
+//! names is in the one mirror every process serves executors from.
+//!
 //! Clone and fetch use the connection's credential when it has one
 //! ([`crate::code_host_credentials`]), decrypted just for the git call and passed as an
 //! `Authorization` header through git's environment; a sync that the remote refuses says
@@ -146,6 +151,16 @@ pub async fn sync_repository(state: &SharedState, repository: &Repository) {
     };
     let _held = lock.lock().await;
     let path = mirror_path(&state.config, repository.id);
+    // Servers of one database share the data folder: the file lock keeps a second process
+    // from cloning into (or deleting) a mirror the first is cloning or fetching.
+    let _file_lock = match lock_across_processes(&path).await {
+        Ok(file_lock) => file_lock,
+        Err(error) => {
+            let update = failed(format!("locking the mirror {} failed: {error}; check the data folder's permissions", path.display()));
+            record(state, repository, &update).await;
+            return;
+        }
+    };
     let code_host = match state.store.get_code_host(repository.code_host_id).await {
         Ok(code_host) => code_host,
         Err(error) => {
@@ -214,6 +229,23 @@ pub async fn sync_repository(state: &SharedState, repository: &Repository) {
     record(state, repository, &update).await;
 }
 
+/// Holds `<mirror>.lock` exclusively (an advisory `flock`, released when the file closes or
+/// the process dies) while a mirror is cloned or fetched. Waiting happens on a blocking
+/// thread; within one process the per-repository mutex already serialises syncs, so only
+/// another server process sharing the data folder makes this wait.
+async fn lock_across_processes(mirror: &std::path::Path) -> std::io::Result<std::fs::File> {
+    let mut name = mirror.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = PathBuf::from(name);
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)?;
+        file.lock()?;
+        Ok(file)
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
 /// A failed clone or fetch, with what to do when the code host refused the (missing) credential.
 fn explain_remote_failure(error: &flotilla_git::GitError, code_host: &CodeHost, had_credential: bool) -> String {
     let refused = matches!(error, flotilla_git::GitError::Remote { kind: flotilla_git::RemoteFailureKind::Authentication, .. });
@@ -277,5 +309,25 @@ mod tests {
         assert_eq!(name_from_url("https://github.com/owner/repo.git"), "owner/repo");
         assert_eq!(name_from_url("/srv/git/team/tool.git"), "team/tool");
         assert_eq!(name_from_url("file:///srv/git/x/"), "git/x");
+    }
+}
+
+#[cfg(test)]
+mod lock_tests {
+    use super::lock_across_processes;
+
+    #[tokio::test]
+    async fn a_mirror_lock_waits_for_the_holder_to_let_go() {
+        let folder = tempfile::tempdir().expect("temp dir");
+        let mirror = folder.path().join("7.git");
+        let held = lock_across_processes(&mirror).await.expect("first lock");
+        // flock conflicts between two open files even in one process, as it does between the
+        // server processes sharing a data folder.
+        let second = tokio::time::timeout(std::time::Duration::from_millis(300), lock_across_processes(&mirror)).await;
+        assert!(second.is_err(), "the second lock waits while the first is held");
+        drop(held);
+        let again = tokio::time::timeout(std::time::Duration::from_secs(5), lock_across_processes(&mirror)).await;
+        assert!(matches!(again, Ok(Ok(_))), "the lock is free once its holder closed it");
+        assert!(folder.path().join("7.git.lock").exists());
     }
 }

@@ -342,10 +342,16 @@ async fn commit_for(mirror: &std::path::Path, spec: &ChangesetSpec) -> Result<(B
 /// Incoming webhooks ([`crate::incoming_webhooks`]) sync the changesets they name at once;
 /// this pass catches whatever no delivery announced.
 pub async fn run_sync_worker(state: SharedState, shutdown: CancellationToken) {
+    // Several servers of one database would each ask the forges for every pull request: one
+    // leads (webhook deliveries still sync at once on whichever server receives them).
+    let mut leadership = None;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(state.config.changeset_sync_interval) => {}
+        }
+        if !crate::leadership::lead(&state, "changeset-sync", &mut leadership).await {
+            continue;
         }
         if let Err(error) = sync_once(&state).await {
             tracing::warn!(%error, "syncing changesets failed");

@@ -35,7 +35,9 @@ const CHUNK: usize = 500;
 
 /// Runs until shutdown, resolving queued batch specs one at a time per worker.
 pub async fn run_worker(state: SharedState, shutdown: CancellationToken) {
-    let worker = format!("resolver-{}", std::process::id());
+    // Unique across every server process of the database: ownership checks compare it, and
+    // two servers in containers often share a process id (1).
+    let worker = format!("resolver-{}-{}", std::process::id(), hex::encode(crate::secrets_crypto::random_bytes::<6>()));
     loop {
         match state.store.dequeue_resolution_job(&worker, Clock::now_ms()).await {
             Ok(Some(job)) => {

@@ -136,7 +136,15 @@ fn now_secs() -> u64 {
 pub async fn run_scheduler(state: SharedState, shutdown: CancellationToken) {
     let Some(windows) = state.config.rollout_windows.clone() else { return };
     let mut idle = Duration::from_millis(250);
+    // Several servers of one database would each release at the window's rate: one leads.
+    let mut leadership = None;
     loop {
+        if !crate::leadership::lead(&state, "rollout-scheduler", &mut leadership).await {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(crate::leadership::RETRY_EVERY) => continue,
+            }
+        }
         let rate = active_rate(&windows, now_secs());
         let (release, pause) = match rate {
             Some(Rate::Unlimited) => (1_000, Duration::ZERO),

@@ -76,7 +76,9 @@ pub async fn write_listing(mirror: &Path, commit: &str, files: &[TreeEntry]) {
     let directory = mirror.join(INDEX_DIRECTORY);
     let written = async {
         tokio::fs::create_dir_all(&directory).await?;
-        let temporary = directory.join(format!(".{commit}.tmp-{}", std::process::id()));
+        // Random, not the process id alone: servers on two machines share the data folder.
+        let suffix = hex::encode(crate::secrets_crypto::random_bytes::<6>());
+        let temporary = directory.join(format!(".{commit}.tmp-{}-{suffix}", std::process::id()));
         tokio::fs::write(&temporary, encode_listing(files)).await?;
         tokio::fs::rename(&temporary, directory.join(commit)).await?;
         let mut entries = tokio::fs::read_dir(&directory).await?;

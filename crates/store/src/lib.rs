@@ -29,6 +29,7 @@ pub mod credentials;
 pub mod error;
 pub mod ids;
 pub mod json;
+pub mod leadership;
 pub mod queue;
 pub mod secrets;
 mod sqlite_queue;
@@ -41,6 +42,7 @@ pub use clock::Clock;
 pub use error::StoreError;
 pub use ids::*;
 pub use json::Namespace;
+pub use leadership::Leadership;
 
 pub use accounts::*;
 pub use audit::*;

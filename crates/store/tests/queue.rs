@@ -980,7 +980,32 @@ async fn a_workspaces_changeset_specs_are_replaced_only_by_the_jobs_owner(store:
     assert!(store.list_changeset_specs(fixture.batch_spec_id, None, 10).await.expect("listing").is_empty(), "a failed workspace has no changeset specs");
 }
 
+/// One process at a time leads a duty (the rollout scheduler, the changeset sync): on
+/// PostgreSQL a second try fails while the first holds it, and succeeds once the holder's
+/// connection is gone (its process died); SQLite has one server, which always leads.
+async fn a_duty_is_led_by_one_holder_at_a_time(store: Store) {
+    let mut first = store.try_lead("rollout").await.expect("trying").expect("the first try leads");
+    assert!(first.still_held().await);
+    let other_duty = store.try_lead("changeset-sync").await.expect("trying");
+    assert!(other_duty.is_some(), "each duty has its own leader");
+    if store.dialect() == Dialect::Sqlite {
+        return;
+    }
+    assert!(store.try_lead("rollout").await.expect("trying").is_none(), "a led duty is not led twice");
+    drop(first);
+    let mut taken = None;
+    for _ in 0..50 {
+        taken = store.try_lead("rollout").await.expect("trying");
+        if taken.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(taken.is_some(), "the duty is taken over once its leader's connection closed");
+}
+
 conformance_tests!(
+    a_duty_is_led_by_one_holder_at_a_time,
     a_workspaces_changeset_specs_are_replaced_only_by_the_jobs_owner,
     discarding_a_resolutions_output_removes_its_workspaces_and_jobs,
     infrastructure_failures_are_retried_a_bounded_number_of_times,

@@ -2,6 +2,8 @@
 //! that die with the test, and a minimal HTTP GET (so tests need no HTTP client crate).
 #![allow(dead_code)]
 
+pub mod batch;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
