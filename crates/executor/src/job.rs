@@ -11,7 +11,7 @@ use std::time::Duration;
 use flotilla_git::{CommitId, Credentials, WorkspaceCache, changed_files, diff_workspace};
 use flotilla_template::sourcegraph::{eval_step_condition, render_step_template};
 use flotilla_wire::cache::{CacheKeyInputs, resolve_environments, step_cache_key};
-use flotilla_wire::executor::{CacheEntry, Job, JobFailure, JobResult, StepResult, image_allowed};
+use flotilla_wire::executor::{CacheEntry, Job, JobFailure, JobResult, MAX_REPORT_BYTES, MAX_STEP_OUTPUT_BYTES, StepResult, image_allowed};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -117,12 +117,25 @@ pub async fn run_job(environment: &JobEnvironment, job: Job, control: JobControl
     let cache_entries = std::mem::take(&mut execution.cache_entries);
     execution.remove_folders().await;
 
-    let failure = |message: String, infrastructure: bool| JobFailure { message: redactor.redact(&message), infrastructure, cache_entries: cache_entries.clone() };
-    let report = match outcome {
-        Ok(final_result) => {
-            tracing::info!(job.id = job.id, repo.name = %job.repository_name, "job completed");
-            environment.client.complete(&job, &JobResult { final_result, cache_entries: cache_entries.clone() }).await
+    let failure = |message: String, infrastructure: bool| {
+        let mut failure = JobFailure { message: redactor.redact(&message), infrastructure, cache_entries: cache_entries.clone() };
+        if serde_json::to_vec(&failure).map_or(true, |body| body.len() > MAX_REPORT_BYTES) {
+            // The cache only saves work; a report the server would refuse saves none.
+            failure.cache_entries.clear();
         }
+        failure
+    };
+    let report = match outcome {
+        Ok(final_result) => match result_within_limit(JobResult { final_result, cache_entries: cache_entries.clone() }) {
+            Ok(result) => {
+                tracing::info!(job.id = job.id, repo.name = %job.repository_name, "job completed");
+                environment.client.complete(&job, &result).await
+            }
+            Err(message) => {
+                tracing::info!(job.id = job.id, repo.name = %job.repository_name, "job failed: its result is too large");
+                environment.client.fail(&job, &JobFailure { message, infrastructure: false, cache_entries: Vec::new() }).await
+            }
+        },
         Err(Interruption::Failed { message, infrastructure }) => {
             tracing::info!(job.id = job.id, repo.name = %job.repository_name, infrastructure, "job failed");
             environment.client.fail(&job, &failure(message, infrastructure)).await
@@ -392,21 +405,28 @@ impl Execution<'_> {
         entry: &mut LogEntry<'_>,
     ) -> Result<(String, String, Result<crate::runtime::StepExit, RuntimeError>), Interruption> {
         let (sender, mut receiver) = mpsc::unbounded_channel();
-        let run = run_step(&self.environment.runtime, invocation, sender, self.control.token().clone());
+        // Its own token, so that a step writing without end can be stopped alone.
+        let step_token = self.control.token().child_token();
+        let run = run_step(&self.environment.runtime, invocation, sender, step_token.clone());
         tokio::pin!(run);
         let mut stdout = String::new();
         let mut stderr = String::new();
-        let mut record = |line: OutputLine, entry: &mut LogEntry<'_>| match line {
-            OutputLine::Stdout(text) => {
-                entry.push_line(&format!("stdout: {text}"));
-                stdout.push_str(&text);
-                stdout.push('\n');
+        let mut overflow: Option<&'static str> = None;
+        let mut record = |line: OutputLine, entry: &mut LogEntry<'_>| {
+            let (name, buffer, text) = match line {
+                OutputLine::Stdout(text) => ("standard output", &mut stdout, text),
+                OutputLine::Stderr(text) => ("standard error", &mut stderr, text),
+            };
+            if buffer.len() + text.len() + 1 > MAX_STEP_OUTPUT_BYTES {
+                if overflow.is_none() {
+                    overflow = Some(name);
+                    step_token.cancel();
+                }
+                return;
             }
-            OutputLine::Stderr(text) => {
-                entry.push_line(&format!("stderr: {text}"));
-                stderr.push_str(&text);
-                stderr.push('\n');
-            }
+            entry.push_line(&format!("{}: {text}", if name == "standard output" { "stdout" } else { "stderr" }));
+            buffer.push_str(&text);
+            buffer.push('\n');
         };
         let exit = loop {
             let due = entry.next_update_due();
@@ -424,6 +444,14 @@ impl Execution<'_> {
         };
         while let Ok(line) = receiver.try_recv() {
             record(line, entry);
+        }
+        if let Some(stream) = overflow
+            && !self.control.token().is_cancelled()
+        {
+            let message = format!(
+                "the step wrote more than {MAX_STEP_OUTPUT_BYTES} bytes to its {stream} and was stopped; write large output to a file in the workspace instead"
+            );
+            return Ok((stdout, stderr, Err(RuntimeError::OutputTooLarge(message))));
         }
         Ok((stdout, stderr, exit))
     }
@@ -448,6 +476,25 @@ impl Execution<'_> {
     }
 }
 
+/// The result as it will be sent, if the server will read it: without the step cache entries
+/// when only those make it too large; else the message the job fails with.
+fn result_within_limit(mut result: JobResult) -> Result<JobResult, String> {
+    let size = |result: &JobResult| serde_json::to_vec(result).map_or(usize::MAX, |body| body.len());
+    if size(&result) <= MAX_REPORT_BYTES {
+        return Ok(result);
+    }
+    result.cache_entries.clear();
+    let bytes = size(&result);
+    if bytes <= MAX_REPORT_BYTES {
+        return Ok(result);
+    }
+    Err(format!(
+        "the result is {bytes} bytes (its diff is {} bytes), more than the {MAX_REPORT_BYTES} bytes a server accepts; \
+         make the steps change fewer or smaller files (split the batch change, or generate large files in CI instead)",
+        result.final_result.diff().len()
+    ))
+}
+
 async fn sleep_until_due(due: Option<std::time::Instant>) {
     if let Some(due) = due {
         tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await;
@@ -457,7 +504,7 @@ async fn sleep_until_due(due: Option<std::time::Instant>) {
 /// Image problems are the spec's to fix (final); a runtime that cannot start containers is
 /// the machine's (infrastructure, another executor may succeed).
 fn runtime_failure(number: usize, problem: RuntimeError) -> Interruption {
-    let infrastructure = !matches!(problem, RuntimeError::Image(_));
+    let infrastructure = !matches!(problem, RuntimeError::Image(_) | RuntimeError::OutputTooLarge(_));
     failed(format!("step {number}: {problem}"), infrastructure)
 }
 

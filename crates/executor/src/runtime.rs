@@ -168,6 +168,9 @@ pub enum RuntimeError {
     Start(String),
     #[error("{0}")]
     Io(String),
+    /// The step wrote more output than an executor keeps; it was stopped.
+    #[error("{0}")]
+    OutputTooLarge(String),
 }
 
 /// Runs one step, sending each output line as it appears.
@@ -305,6 +308,14 @@ async fn container_command(
     }
     command.args(["--env-file"]).arg(&env_file);
     command.arg("-v").arg(format!("{}:/work", invocation.workspace.display()));
+    // The executor runs git on the workspace outside the container (to compute the diff), so
+    // a step must not be able to change what that git reads: a `[filter]` in `.git/config`
+    // would run a command on the executor's machine, `objects/info/alternates` or `HEAD` could
+    // point the diff at other repositories' objects. Steps may read the repository.
+    let git_dir = invocation.workspace.join(".git");
+    if git_dir.is_dir() {
+        command.arg("-v").arg(format!("{}:/work/.git:ro", git_dir.display()));
+    }
     command.arg("-v").arg(format!("{}:/flotilla-step.sh:ro", script_path.display()));
     for (index, (target, content)) in invocation.files.iter().enumerate() {
         let host = invocation.scratch.join(format!("file-{index}"));
