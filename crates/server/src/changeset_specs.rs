@@ -99,6 +99,13 @@ pub fn build(
     if branch.is_empty() {
         return Err("changesetTemplate.branch rendered to an empty string; every changeset needs a branch".to_owned());
     }
+    // Checked here, not first when publishing: a branch rendered from repository data
+    // (`batch/${{ repository.name }}`) may hold anything a code host allows in a name, and a
+    // workspace whose branch git would refuse (`-x`, a newline, `..`) fails now, saying so.
+    // Valid names are only ever passed to git as arguments, never through a shell.
+    if let Err(error) = flotilla_git::BranchName::new(branch.trim_start_matches("refs/heads/")) {
+        return Err(format!("changesetTemplate.branch rendered to {branch:?}, which git cannot use as a branch name: {error}"));
+    }
     let default_head_ref = head_ref(&branch);
     let base = |head_ref: String, diff: Vec<u8>| BuiltChangesetSpec {
         base_ref: head_ref_of_base(workspace.branch),
@@ -128,6 +135,9 @@ pub fn build(
         return Ok(vec![base(default_head_ref, diff)]);
     }
     for group in &groups {
+        if let Err(error) = flotilla_git::BranchName::new(group.branch.trim_start_matches("refs/heads/")) {
+            return Err(format!("transformChanges group branch {:?} cannot be used as a branch name: {error}", group.branch));
+        }
         if head_ref(&group.branch) == default_head_ref {
             return Err(format!(
                 "transformChanges group branch `{}` is the same as changesetTemplate.branch; groups need their own branches",
@@ -316,6 +326,23 @@ mod tests {
 
     fn facts() -> WorkspaceFacts<'static> {
         WorkspaceFacts { repository_name: "github.com/a/b", branch: "main", commit: "c0ffee", path: "", file_matches: &[] }
+    }
+
+    #[test]
+    fn branches_git_would_refuse_fail_the_workspace_at_once_and_shell_characters_stay_literal() {
+        let author = FallbackAuthor { name: "Ann", email: "ann@example.com" };
+        let with_branch = |branch: &str| {
+            let text = format!("name: demo\nsteps:\n  - run: echo\n    container: alpine:3\nchangesetTemplate:\n  title: t\n  branch: {branch}\n  commit:\n    message: m\n");
+            flotilla_spec::parse_batch_spec(&text).expect("test spec is valid").spec
+        };
+        for (branch, reason) in [("\"-upload-pack=touch x\"", "must not start with `-`"), ("\"a\\nb\"", "control characters"), ("a..b", "`..`")] {
+            let error = build(&with_branch(branch), &facts(), &result_with(TWO_FILE_DIFF), &author).expect_err(branch);
+            assert!(error.contains("git cannot use as a branch name") && error.contains(reason), "{branch}: {error}");
+        }
+        // Shell metacharacters are legal in git refs; they stay literal text (nothing is ever
+        // passed through a shell, see `e2e_hostile_input.rs`).
+        let built = build(&with_branch("\"batch/$(touch${IFS}x);`id`\""), &facts(), &result_with(TWO_FILE_DIFF), &author).expect("builds");
+        assert_eq!(built[0].head_ref, "refs/heads/batch/$(touch${IFS}x);`id`");
     }
 
     #[test]
