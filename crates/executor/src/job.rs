@@ -531,3 +531,48 @@ pub async fn apply_diff(workspace: &Path, diff: &[u8]) -> Result<(), String> {
         Err(format!("`git apply -p0 --binary` in {} failed: {}", workspace.display(), String::from_utf8_lossy(&output.stderr).trim()))
     }
 }
+
+/// A cached step result comes from the server, which stored what an executor reported: a
+/// compromised executor can poison it. Applying it in a workspace (a real working tree) must
+/// never write outside: `git apply` refuses `..`, absolute and `.git` paths and paths beyond a
+/// symbolic link, and the job fails with git's reason.
+#[cfg(test)]
+mod hostile_diff_tests {
+    use super::apply_diff;
+
+    const HOSTILE_DIFFS: &[(&str, &str)] = &[
+        ("dot-dot path", "diff --git ../../escape.txt ../../escape.txt\nnew file mode 100644\n--- /dev/null\n+++ ../../escape.txt\n@@ -0,0 +1 @@\n+pwned\n"),
+        ("absolute path", "diff --git /tmp/flotilla-executor-escape.txt /tmp/flotilla-executor-escape.txt\nnew file mode 100644\n--- /dev/null\n+++ /tmp/flotilla-executor-escape.txt\n@@ -0,0 +1 @@\n+pwned\n"),
+        ("into .git", "diff --git .git/hooks/post-checkout .git/hooks/post-checkout\nnew file mode 100755\n--- /dev/null\n+++ .git/hooks/post-checkout\n@@ -0,0 +1 @@\n+touch pwned\n"),
+        ("through a new symlink", "diff --git up up\nnew file mode 120000\n--- /dev/null\n+++ up\n@@ -0,0 +1 @@\n+../..\n\\ No newline at end of file\ndiff --git up/escape.txt up/escape.txt\nnew file mode 100644\n--- /dev/null\n+++ up/escape.txt\n@@ -0,0 +1 @@\n+pwned\n"),
+    ];
+
+    #[tokio::test]
+    async fn a_poisoned_cached_diff_never_writes_outside_the_workspace() {
+        let temporary = tempfile::tempdir().expect("temp dir");
+        let workspace = temporary.path().join("jobs/workspace");
+        std::fs::create_dir_all(&workspace).expect("workspace");
+        let git = |arguments: &[&str]| {
+            let status = std::process::Command::new("git")
+                .args(arguments)
+                .current_dir(&workspace)
+                .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .status()
+                .expect("git");
+            assert!(status.success(), "git {arguments:?}");
+        };
+        git(&["init", "-q"]);
+        std::fs::write(workspace.join("README.md"), "hello\n").expect("write");
+        git(&["add", "README.md"]);
+        git(&["-c", "user.name=a", "-c", "user.email=a@b", "commit", "-qm", "init"]);
+        for (attack, diff) in HOSTILE_DIFFS {
+            let error = apply_diff(&workspace, diff.as_bytes()).await.expect_err(attack);
+            assert!(error.contains("git apply -p0 --binary") && error.len() > 40, "{attack}: {error}");
+        }
+        for escaped in [temporary.path().join("escape.txt"), temporary.path().join("jobs/escape.txt"), std::path::PathBuf::from("/tmp/flotilla-executor-escape.txt"), workspace.join("pwned")] {
+            assert!(!escaped.exists(), "{} was written", escaped.display());
+        }
+        assert!(!workspace.join(".git/hooks/post-checkout").exists());
+    }
+}
