@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -331,6 +331,9 @@ async fn container_command(
     Ok(command)
 }
 
+/// The longest piece of output sent as one line; longer lines arrive as several.
+const MAX_LINE_BYTES: u64 = 1024 * 1024;
+
 async fn forward_lines<Reader: AsyncRead + Unpin>(
     reader: Reader,
     output: mpsc::UnboundedSender<OutputLine>,
@@ -341,7 +344,9 @@ async fn forward_lines<Reader: AsyncRead + Unpin>(
     let mut buffer = Vec::new();
     loop {
         buffer.clear();
-        match lines.read_until(b'\n', &mut buffer).await {
+        // A line is read in pieces of at most MAX_LINE_BYTES: a step printing gigabytes
+        // without a newline must not be held in memory whole.
+        match (&mut lines).take(MAX_LINE_BYTES).read_until(b'\n', &mut buffer).await {
             Ok(0) | Err(_) => break,
             Ok(_) => {
                 let line = String::from_utf8_lossy(&buffer).trim_end_matches(['\n', '\r']).to_owned();

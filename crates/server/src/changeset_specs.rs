@@ -106,6 +106,16 @@ pub fn build(
     if let Err(error) = flotilla_git::BranchName::new(branch.trim_start_matches("refs/heads/")) {
         return Err(format!("changesetTemplate.branch rendered to {branch:?}, which git cannot use as a branch name: {error}"));
     }
+    // An executor is trusted with one workspace, not with the server's disk: a diff naming a
+    // path outside the repository (which `git apply` would refuse anyway when publishing) is
+    // refused when it arrives, saying so, instead of failing later as "does not apply".
+    for file in &flotilla_git::split_diff_by_file(&diff).map_err(|error| format!("reading the workspace's diff: {error}"))? {
+        for path in std::iter::once(&file.path).chain(file.old_path.as_ref()) {
+            if let Some(reason) = path_outside_repository(path) {
+                return Err(format!("the workspace's diff names the path {path:?}, {reason}; the result was refused (was the executor tampered with?)"));
+            }
+        }
+    }
     let default_head_ref = head_ref(&branch);
     let base = |head_ref: String, diff: Vec<u8>| BuiltChangesetSpec {
         base_ref: head_ref_of_base(workspace.branch),
@@ -162,6 +172,20 @@ pub fn build(
     let mut ordered: Vec<(String, (usize, Vec<u8>))> = by_branch.into_iter().collect();
     ordered.sort_by_key(|(_, (order, _))| *order);
     Ok(ordered.into_iter().map(|(head_ref, (_, diff))| base(head_ref, diff)).collect())
+}
+
+/// Why a path from a diff is not a path inside the repository, if it is not.
+fn path_outside_repository(path: &str) -> Option<&'static str> {
+    if path.starts_with('/') {
+        return Some("which is absolute");
+    }
+    if path.split('/').any(|component| component == "..") {
+        return Some("which climbs out with `..`");
+    }
+    if path.split('/').any(|component| component.eq_ignore_ascii_case(".git")) {
+        return Some("which reaches into `.git`");
+    }
+    None
 }
 
 fn head_ref(branch: &str) -> String {
@@ -343,6 +367,16 @@ mod tests {
         // passed through a shell, see `e2e_hostile_input.rs`).
         let built = build(&with_branch("\"batch/$(touch${IFS}x);`id`\""), &facts(), &result_with(TWO_FILE_DIFF), &author).expect("builds");
         assert_eq!(built[0].head_ref, "refs/heads/batch/$(touch${IFS}x);`id`");
+    }
+
+    #[test]
+    fn diffs_naming_paths_outside_the_repository_are_refused() {
+        let author = FallbackAuthor { name: "Ann", email: "ann@example.com" };
+        for (path, reason) in [("../../x", "`..`"), ("/etc/passwd", "absolute"), ("a/.git/config", "`.git`")] {
+            let diff = format!("diff --git {path} {path}\nnew file mode 100644\n--- /dev/null\n+++ {path}\n@@ -0,0 +1 @@\n+x\n");
+            let error = build(&spec(""), &facts(), &result_with(&diff), &author).expect_err(path);
+            assert!(error.contains(reason) && error.contains("the result was refused"), "{path}: {error}");
+        }
     }
 
     #[test]
