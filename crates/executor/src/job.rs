@@ -11,7 +11,7 @@ use std::time::Duration;
 use flotilla_git::{CommitId, Credentials, WorkspaceCache, changed_files, diff_workspace};
 use flotilla_template::sourcegraph::{eval_step_condition, render_step_template};
 use flotilla_wire::cache::{CacheKeyInputs, resolve_environments, step_cache_key};
-use flotilla_wire::executor::{CacheEntry, Job, JobFailure, JobResult, StepResult, image_allowed};
+use flotilla_wire::executor::{CacheEntry, Job, JobFailure, JobResult, MAX_REPORT_BYTES, MAX_STEP_OUTPUT_BYTES, StepResult, image_allowed};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -123,12 +123,25 @@ pub async fn run_job(environment: &JobEnvironment, job: Job, control: JobControl
     let cache_entries = std::mem::take(&mut execution.cache_entries);
     execution.remove_folders().await;
 
-    let failure = |message: String, infrastructure: bool| JobFailure { message: redactor.redact(&message), infrastructure, cache_entries: cache_entries.clone() };
-    let report = match outcome {
-        Ok(final_result) => {
-            tracing::info!(job.id = job.id, repo.name = %job.repository_name, "job completed");
-            environment.client.complete(&job, &JobResult { final_result, cache_entries: cache_entries.clone() }).await
+    let failure = |message: String, infrastructure: bool| {
+        let mut failure = JobFailure { message: redactor.redact(&message), infrastructure, cache_entries: cache_entries.clone() };
+        if serde_json::to_vec(&failure).map_or(true, |body| body.len() > MAX_REPORT_BYTES) {
+            // The cache only saves work; a report the server would refuse saves none.
+            failure.cache_entries.clear();
         }
+        failure
+    };
+    let report = match outcome {
+        Ok(final_result) => match result_within_limit(JobResult { final_result, cache_entries: cache_entries.clone() }) {
+            Ok(result) => {
+                tracing::info!(job.id = job.id, repo.name = %job.repository_name, "job completed");
+                environment.client.complete(&job, &result).await
+            }
+            Err(message) => {
+                tracing::info!(job.id = job.id, repo.name = %job.repository_name, "job failed: its result is too large");
+                environment.client.fail(&job, &JobFailure { message, infrastructure: false, cache_entries: Vec::new() }).await
+            }
+        },
         Err(Interruption::Failed { message, infrastructure }) => {
             tracing::info!(job.id = job.id, repo.name = %job.repository_name, infrastructure, "job failed");
             environment.client.fail(&job, &failure(message, infrastructure)).await
@@ -446,21 +459,28 @@ impl Execution<'_> {
         entry: &mut LogEntry<'_>,
     ) -> Result<(String, String, Result<crate::runtime::StepExit, RuntimeError>), Interruption> {
         let (sender, mut receiver) = mpsc::unbounded_channel();
-        let run = run_step(&self.environment.runtime, invocation, sender, self.control.token().clone());
+        // Its own token, so that a step writing without end can be stopped alone.
+        let step_token = self.control.token().child_token();
+        let run = run_step(&self.environment.runtime, invocation, sender, step_token.clone());
         tokio::pin!(run);
         let mut stdout = String::new();
         let mut stderr = String::new();
-        let mut record = |line: OutputLine, entry: &mut LogEntry<'_>| match line {
-            OutputLine::Stdout(text) => {
-                entry.push_line(&format!("stdout: {text}"));
-                stdout.push_str(&text);
-                stdout.push('\n');
+        let mut overflow: Option<&'static str> = None;
+        let mut record = |line: OutputLine, entry: &mut LogEntry<'_>| {
+            let (name, buffer, text) = match line {
+                OutputLine::Stdout(text) => ("standard output", &mut stdout, text),
+                OutputLine::Stderr(text) => ("standard error", &mut stderr, text),
+            };
+            if buffer.len() + text.len() + 1 > MAX_STEP_OUTPUT_BYTES {
+                if overflow.is_none() {
+                    overflow = Some(name);
+                    step_token.cancel();
+                }
+                return;
             }
-            OutputLine::Stderr(text) => {
-                entry.push_line(&format!("stderr: {text}"));
-                stderr.push_str(&text);
-                stderr.push('\n');
-            }
+            entry.push_line(&format!("{}: {text}", if name == "standard output" { "stdout" } else { "stderr" }));
+            buffer.push_str(&text);
+            buffer.push('\n');
         };
         let exit = loop {
             let due = entry.next_update_due();
@@ -478,6 +498,14 @@ impl Execution<'_> {
         };
         while let Ok(line) = receiver.try_recv() {
             record(line, entry);
+        }
+        if let Some(stream) = overflow
+            && !self.control.token().is_cancelled()
+        {
+            let message = format!(
+                "the step wrote more than {MAX_STEP_OUTPUT_BYTES} bytes to its {stream} and was stopped; write large output to a file in the workspace instead"
+            );
+            return Ok((stdout, stderr, Err(RuntimeError::OutputTooLarge(message))));
         }
         Ok((stdout, stderr, exit))
     }
@@ -502,6 +530,25 @@ impl Execution<'_> {
     }
 }
 
+/// The result as it will be sent, if the server will read it: without the step cache entries
+/// when only those make it too large; else the message the job fails with.
+fn result_within_limit(mut result: JobResult) -> Result<JobResult, String> {
+    let size = |result: &JobResult| serde_json::to_vec(result).map_or(usize::MAX, |body| body.len());
+    if size(&result) <= MAX_REPORT_BYTES {
+        return Ok(result);
+    }
+    result.cache_entries.clear();
+    let bytes = size(&result);
+    if bytes <= MAX_REPORT_BYTES {
+        return Ok(result);
+    }
+    Err(format!(
+        "the result is {bytes} bytes (its diff is {} bytes), more than the {MAX_REPORT_BYTES} bytes a server accepts; \
+         make the steps change fewer or smaller files (split the batch change, or generate large files in CI instead)",
+        result.final_result.diff().len()
+    ))
+}
+
 async fn sleep_until_due(due: Option<std::time::Instant>) {
     if let Some(due) = due {
         tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await;
@@ -511,7 +558,7 @@ async fn sleep_until_due(due: Option<std::time::Instant>) {
 /// Image problems are the spec's to fix (final); a runtime that cannot start containers is
 /// the machine's (infrastructure, another executor may succeed).
 fn runtime_failure(number: usize, problem: RuntimeError) -> Interruption {
-    let infrastructure = !matches!(problem, RuntimeError::Image(_));
+    let infrastructure = !matches!(problem, RuntimeError::Image(_) | RuntimeError::OutputTooLarge(_));
     failed(format!("step {number}: {problem}"), infrastructure)
 }
 
@@ -536,5 +583,50 @@ pub async fn apply_diff(workspace: &Path, diff: &[u8]) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("`git apply -p0 --binary` in {} failed: {}", workspace.display(), String::from_utf8_lossy(&output.stderr).trim()))
+    }
+}
+
+/// A cached step result comes from the server, which stored what an executor reported: a
+/// compromised executor can poison it. Applying it in a workspace (a real working tree) must
+/// never write outside: `git apply` refuses `..`, absolute and `.git` paths and paths beyond a
+/// symbolic link, and the job fails with git's reason.
+#[cfg(test)]
+mod hostile_diff_tests {
+    use super::apply_diff;
+
+    const HOSTILE_DIFFS: &[(&str, &str)] = &[
+        ("dot-dot path", "diff --git ../../escape.txt ../../escape.txt\nnew file mode 100644\n--- /dev/null\n+++ ../../escape.txt\n@@ -0,0 +1 @@\n+pwned\n"),
+        ("absolute path", "diff --git /tmp/flotilla-executor-escape.txt /tmp/flotilla-executor-escape.txt\nnew file mode 100644\n--- /dev/null\n+++ /tmp/flotilla-executor-escape.txt\n@@ -0,0 +1 @@\n+pwned\n"),
+        ("into .git", "diff --git .git/hooks/post-checkout .git/hooks/post-checkout\nnew file mode 100755\n--- /dev/null\n+++ .git/hooks/post-checkout\n@@ -0,0 +1 @@\n+touch pwned\n"),
+        ("through a new symlink", "diff --git up up\nnew file mode 120000\n--- /dev/null\n+++ up\n@@ -0,0 +1 @@\n+../..\n\\ No newline at end of file\ndiff --git up/escape.txt up/escape.txt\nnew file mode 100644\n--- /dev/null\n+++ up/escape.txt\n@@ -0,0 +1 @@\n+pwned\n"),
+    ];
+
+    #[tokio::test]
+    async fn a_poisoned_cached_diff_never_writes_outside_the_workspace() {
+        let temporary = tempfile::tempdir().expect("temp dir");
+        let workspace = temporary.path().join("jobs/workspace");
+        std::fs::create_dir_all(&workspace).expect("workspace");
+        let git = |arguments: &[&str]| {
+            let status = std::process::Command::new("git")
+                .args(arguments)
+                .current_dir(&workspace)
+                .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .status()
+                .expect("git");
+            assert!(status.success(), "git {arguments:?}");
+        };
+        git(&["init", "-q"]);
+        std::fs::write(workspace.join("README.md"), "hello\n").expect("write");
+        git(&["add", "README.md"]);
+        git(&["-c", "user.name=a", "-c", "user.email=a@b", "commit", "-qm", "init"]);
+        for (attack, diff) in HOSTILE_DIFFS {
+            let error = apply_diff(&workspace, diff.as_bytes()).await.expect_err(attack);
+            assert!(error.contains("git apply -p0 --binary") && error.len() > 40, "{attack}: {error}");
+        }
+        for escaped in [temporary.path().join("escape.txt"), temporary.path().join("jobs/escape.txt"), std::path::PathBuf::from("/tmp/flotilla-executor-escape.txt"), workspace.join("pwned")] {
+            assert!(!escaped.exists(), "{} was written", escaped.display());
+        }
+        assert!(!workspace.join(".git/hooks/post-checkout").exists());
     }
 }

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use flotilla_wire::executor::{Job, LogEntryStart, LogEntryUpdate};
+use flotilla_wire::executor::{Job, LogEntryStart, LogEntryUpdate, MAX_LOG_ENTRY_BYTES};
 
 use crate::client::{ClientError, ExecutorClient, Retries};
 use crate::redact::Redactor;
@@ -37,6 +37,8 @@ pub struct LogEntry<'a> {
     last_update: Option<Instant>,
     /// Length of `output` when it was last sent, to skip updates that change nothing.
     sent_length: usize,
+    /// Whether output was dropped because the entry reached its limit.
+    truncated: bool,
 }
 
 impl<'a> LogEntry<'a> {
@@ -58,6 +60,7 @@ impl<'a> LogEntry<'a> {
             started: Instant::now(),
             last_update: None,
             sent_length: 0,
+            truncated: false,
         }
     }
 
@@ -72,8 +75,17 @@ impl<'a> LogEntry<'a> {
         }
     }
 
-    /// Adds one line of output (without its newline).
+    /// Adds one line of output (without its newline), up to [`MAX_LOG_ENTRY_BYTES`]; the first
+    /// line past it is replaced by a note that the log was cut.
     pub fn push_line(&mut self, line: &str) {
+        if self.truncated {
+            return;
+        }
+        if self.output.len() + line.len() + 1 > MAX_LOG_ENTRY_BYTES {
+            self.truncated = true;
+            self.output.push_str(&format!("[the log of this step was cut here: it keeps at most {MAX_LOG_ENTRY_BYTES} bytes]\n"));
+            return;
+        }
         self.output.push_str(line);
         self.output.push('\n');
     }

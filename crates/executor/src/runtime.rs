@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -262,6 +262,9 @@ pub enum RuntimeError {
     Start(String),
     #[error("{0}")]
     Io(String),
+    /// The step wrote more output than an executor keeps; it was stopped.
+    #[error("{0}")]
+    OutputTooLarge(String),
 }
 
 /// Runs one step, sending each output line as it appears.
@@ -378,7 +381,15 @@ async fn container_command(
         env_text.push_str(&format!("{name}={value}\n"));
     }
     write_file(&env_file, env_text.as_bytes()).await?;
-    let mut file_mounts = Vec::with_capacity(invocation.files.len());
+    let mut file_mounts = Vec::with_capacity(invocation.files.len() + 1);
+    // The executor runs git on the workspace outside the container (to compute the diff), so
+    // a step must not be able to change what that git reads: a `[filter]` in `.git/config`
+    // would run a command on the executor's machine, `objects/info/alternates` or `HEAD` could
+    // point the diff at other repositories' objects. Steps may read the repository.
+    let git_dir = invocation.workspace.join(".git");
+    if git_dir.is_dir() {
+        file_mounts.push((git_dir, "/work/.git".to_owned()));
+    }
     for (index, (target, content)) in invocation.files.iter().enumerate() {
         let host = invocation.scratch.join(format!("file-{index}"));
         write_file(&host, content).await?;
@@ -429,8 +440,8 @@ pub fn container_arguments(
     }
     arguments.push("--env-file".into());
     arguments.push(env_file.into());
-    // The only host paths in the container: the workspace (writable), the script and the
-    // step's files (read-only).
+    // The only host paths in the container: the workspace (writable), the script, the step's
+    // files and the workspace's `.git` (read-only, mounted over the workspace's).
     arguments.push("-v".into());
     arguments.push(format!("{}:/work", invocation.workspace.display()).into());
     arguments.push("-v".into());
@@ -488,6 +499,9 @@ fn human_bytes(bytes: u64) -> String {
     format!("{bytes} bytes")
 }
 
+/// The longest piece of output sent as one line; longer lines arrive as several.
+const MAX_LINE_BYTES: u64 = 1024 * 1024;
+
 async fn forward_lines<Reader: AsyncRead + Unpin>(
     reader: Reader,
     output: mpsc::UnboundedSender<OutputLine>,
@@ -498,7 +512,9 @@ async fn forward_lines<Reader: AsyncRead + Unpin>(
     let mut buffer = Vec::new();
     loop {
         buffer.clear();
-        match lines.read_until(b'\n', &mut buffer).await {
+        // A line is read in pieces of at most MAX_LINE_BYTES: a step printing gigabytes
+        // without a newline must not be held in memory whole.
+        match (&mut lines).take(MAX_LINE_BYTES).read_until(b'\n', &mut buffer).await {
             Ok(0) | Err(_) => break,
             Ok(_) => {
                 let line = String::from_utf8_lossy(&buffer).trim_end_matches(['\n', '\r']).to_owned();

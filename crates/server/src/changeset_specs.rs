@@ -99,6 +99,23 @@ pub fn build(
     if branch.is_empty() {
         return Err("changesetTemplate.branch rendered to an empty string; every changeset needs a branch".to_owned());
     }
+    // Checked here, not first when publishing: a branch rendered from repository data
+    // (`batch/${{ repository.name }}`) may hold anything a code host allows in a name, and a
+    // workspace whose branch git would refuse (`-x`, a newline, `..`) fails now, saying so.
+    // Valid names are only ever passed to git as arguments, never through a shell.
+    if let Err(error) = flotilla_git::BranchName::new(branch.trim_start_matches("refs/heads/")) {
+        return Err(format!("changesetTemplate.branch rendered to {branch:?}, which git cannot use as a branch name: {error}"));
+    }
+    // An executor is trusted with one workspace, not with the server's disk: a diff naming a
+    // path outside the repository (which `git apply` would refuse anyway when publishing) is
+    // refused when it arrives, saying so, instead of failing later as "does not apply".
+    for file in &flotilla_git::split_diff_by_file(&diff).map_err(|error| format!("reading the workspace's diff: {error}"))? {
+        for path in std::iter::once(&file.path).chain(file.old_path.as_ref()) {
+            if let Some(reason) = path_outside_repository(path) {
+                return Err(format!("the workspace's diff names the path {path:?}, {reason}; the result was refused (was the executor tampered with?)"));
+            }
+        }
+    }
     let default_head_ref = head_ref(&branch);
     let base = |head_ref: String, diff: Vec<u8>| BuiltChangesetSpec {
         base_ref: head_ref_of_base(workspace.branch),
@@ -128,6 +145,9 @@ pub fn build(
         return Ok(vec![base(default_head_ref, diff)]);
     }
     for group in &groups {
+        if let Err(error) = flotilla_git::BranchName::new(group.branch.trim_start_matches("refs/heads/")) {
+            return Err(format!("transformChanges group branch {:?} cannot be used as a branch name: {error}", group.branch));
+        }
         if head_ref(&group.branch) == default_head_ref {
             return Err(format!(
                 "transformChanges group branch `{}` is the same as changesetTemplate.branch; groups need their own branches",
@@ -152,6 +172,20 @@ pub fn build(
     let mut ordered: Vec<(String, (usize, Vec<u8>))> = by_branch.into_iter().collect();
     ordered.sort_by_key(|(_, (order, _))| *order);
     Ok(ordered.into_iter().map(|(head_ref, (_, diff))| base(head_ref, diff)).collect())
+}
+
+/// Why a path from a diff is not a path inside the repository, if it is not.
+fn path_outside_repository(path: &str) -> Option<&'static str> {
+    if path.starts_with('/') {
+        return Some("which is absolute");
+    }
+    if path.split('/').any(|component| component == "..") {
+        return Some("which climbs out with `..`");
+    }
+    if path.split('/').any(|component| component.eq_ignore_ascii_case(".git")) {
+        return Some("which reaches into `.git`");
+    }
+    None
 }
 
 fn head_ref(branch: &str) -> String {
@@ -316,6 +350,33 @@ mod tests {
 
     fn facts() -> WorkspaceFacts<'static> {
         WorkspaceFacts { repository_name: "github.com/a/b", branch: "main", commit: "c0ffee", path: "", file_matches: &[] }
+    }
+
+    #[test]
+    fn branches_git_would_refuse_fail_the_workspace_at_once_and_shell_characters_stay_literal() {
+        let author = FallbackAuthor { name: "Ann", email: "ann@example.com" };
+        let with_branch = |branch: &str| {
+            let text = format!("name: demo\nsteps:\n  - run: echo\n    container: alpine:3\nchangesetTemplate:\n  title: t\n  branch: {branch}\n  commit:\n    message: m\n");
+            flotilla_spec::parse_batch_spec(&text).expect("test spec is valid").spec
+        };
+        for (branch, reason) in [("\"-upload-pack=touch x\"", "must not start with `-`"), ("\"a\\nb\"", "control characters"), ("a..b", "`..`")] {
+            let error = build(&with_branch(branch), &facts(), &result_with(TWO_FILE_DIFF), &author).expect_err(branch);
+            assert!(error.contains("git cannot use as a branch name") && error.contains(reason), "{branch}: {error}");
+        }
+        // Shell metacharacters are legal in git refs; they stay literal text (nothing is ever
+        // passed through a shell, see `e2e_hostile_input.rs`).
+        let built = build(&with_branch("\"batch/$(touch${IFS}x);`id`\""), &facts(), &result_with(TWO_FILE_DIFF), &author).expect("builds");
+        assert_eq!(built[0].head_ref, "refs/heads/batch/$(touch${IFS}x);`id`");
+    }
+
+    #[test]
+    fn diffs_naming_paths_outside_the_repository_are_refused() {
+        let author = FallbackAuthor { name: "Ann", email: "ann@example.com" };
+        for (path, reason) in [("../../x", "`..`"), ("/etc/passwd", "absolute"), ("a/.git/config", "`.git`")] {
+            let diff = format!("diff --git {path} {path}\nnew file mode 100644\n--- /dev/null\n+++ {path}\n@@ -0,0 +1 @@\n+x\n");
+            let error = build(&spec(""), &facts(), &result_with(&diff), &author).expect_err(path);
+            assert!(error.contains(reason) && error.contains("the result was refused"), "{path}: {error}");
+        }
     }
 
     #[test]

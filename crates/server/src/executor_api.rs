@@ -133,7 +133,10 @@ pub fn router(state: SharedState) -> Router {
         .route("/.executors/jobs/{job_id}/log/{index}", patch(update_log))
         .route("/.executors/jobs/{job_id}/complete", post(complete))
         .route("/.executors/jobs/{job_id}/fail", post(fail))
-        .route_layer(axum::middleware::from_fn(job_token_first));
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), job_token_first))
+        // A report carries diffs; the bound is the one executors keep to (they say so clearly
+        // when a result is larger), and the token is checked before any of it is read.
+        .layer(axum::extract::DefaultBodyLimit::max(flotilla_wire::executor::MAX_REPORT_BYTES));
     queue
         .merge(jobs)
         .route("/.executors/jobs/{job_id}/mount-files/{file_id}", get(mount_file))
@@ -149,13 +152,23 @@ async fn executor_token_first(State(state): State<SharedState>, request: axum::e
     }
 }
 
-/// Refuses a job report without a job token before its body is read; the handler then checks
-/// that the token is this job's.
-async fn job_token_first(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    if authorization(request.headers()).is_some_and(|value| value.starts_with("Bearer ")) {
-        next.run(request).await
-    } else {
-        ApiError::unauthorized("this route needs the job's token: `Authorization: Bearer <job token>`").into_response()
+/// Refuses a job report unless it carries this job's token, before its body is read: a body
+/// may be tens of megabytes, and only the executor running the job may make the server read it.
+async fn job_token_first(
+    State(state): State<SharedState>,
+    Path(parameters): Path<std::collections::HashMap<String, String>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if !authorization(request.headers()).is_some_and(|value| value.starts_with("Bearer ")) {
+        return ApiError::unauthorized("this route needs the job's token: `Authorization: Bearer <job token>`").into_response();
+    }
+    let Some(job_id) = parameters.get("job_id").and_then(|id| id.parse::<i64>().ok()) else {
+        return ApiError::bad_request("the job id in the path must be a number").into_response();
+    };
+    match authorize_report(&state, request.headers(), job_id).await {
+        Ok(_) => next.run(request).await,
+        Err(error) => error.into_response(),
     }
 }
 

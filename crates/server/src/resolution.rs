@@ -710,6 +710,21 @@ fn last_runnable_step(spec: &BatchSpec, skipped: &[usize]) -> Option<usize> {
     (0..spec.steps.len()).rev().find(|index| !skipped.contains(index))
 }
 
+/// A repository name as URL path segments: every byte but letters, digits, `-._~` and the `/`
+/// between segments is percent-encoded. Code hosts allow names (a backtick, `{`, a space) that
+/// an HTTP request line cannot carry as they are; the route decodes them again.
+fn url_path_of(name: &str) -> String {
+    let mut path = String::with_capacity(name.len());
+    for byte in name.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~/".contains(&byte) {
+            path.push(char::from(byte));
+        } else {
+            path.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    path
+}
+
 /// The job an executor will receive, without its per-attempt token and secrets.
 fn job_payload(spec: &BatchSpec, item: &PlannedWorkspace) -> Job {
     Job {
@@ -718,7 +733,7 @@ fn job_payload(spec: &BatchSpec, item: &PlannedWorkspace) -> Job {
         repository_name: item.repository.name.clone(),
         commit: item.workspace.commit.clone(),
         branch: item.workspace.branch.clone(),
-        git_path: format!("/.executors/git/{}", item.repository.name),
+        git_path: format!("/.executors/git/{}", url_path_of(&item.repository.name)),
         workspace_path: item.workspace.path.clone(),
         only_fetch_workspace: item.workspace.only_fetch_workspace,
         batch_change_name: spec.name.clone(),
@@ -784,4 +799,16 @@ async fn store_cached_changeset_specs(
     let destination = Destination { batch_spec_id: row.id, workspace_id, repository_id: item.repository.id, author: row.creator_user_id };
     let specs = build_for_workspace(state, spec, payload, result, &destination).await?;
     insert_for_workspace(state, workspace_id, &specs).await.map_err(|error| error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_path_of;
+
+    #[test]
+    fn repository_names_become_url_paths_an_http_request_can_carry() {
+        assert_eq!(url_path_of("github.com/a/b.c-d_e~f"), "github.com/a/b.c-d_e~f");
+        assert_eq!(url_path_of("local/tick`x` $(y){z};w"), "local/tick%60x%60%20%24%28y%29%7Bz%7D%3Bw");
+        assert_eq!(url_path_of("local/é"), "local/%C3%A9");
+    }
 }

@@ -599,6 +599,14 @@ fn check_files(checker: &mut Checker<'_>, node: &Node, path: &str, step_index: u
                 format!("step {} files target path contains invalid characters (commas, quotes and newlines cannot be mounted)", step_index + 1),
             );
         }
+        if target.contains(':') || !target.starts_with('/') {
+            checker.error_at(
+                path,
+                key.span.start,
+                target.chars().count(),
+                format!("step {} files target `{target}` must be an absolute path in the container, without `:`", step_index + 1),
+            );
+        }
         let value_path = join_path(path, &target);
         if let Some(content) = checker.string(value, &value_path) {
             checker.template(value, &value_path, &content, TemplateContext::Step);
@@ -677,6 +685,11 @@ fn check_mounts(checker: &mut Checker<'_>, node: &Node, path: &str, step_index: 
             if escapes_directory(text) {
                 checker.error(&field_path, source_node, "the mount path must be inside the batch spec's directory (a relative path without `..` that leaves it)");
             }
+        }
+        if let Some((text, target_node)) = &mountpoint
+            && (text.contains(':') || !text.starts_with('/'))
+        {
+            checker.error(&join_path(&item_path, "mountpoint"), target_node, format!("step {} mount mountpoint `{text}` must be an absolute path in the container, without `:`", step_index + 1));
         }
         if let Some((text, target_node)) = &mountpoint
             && text.contains(INVALID_MOUNT_CHARACTERS)

@@ -360,3 +360,25 @@ fn executor_labels_route_a_spec() {
         ],
     );
 }
+
+/// Hostile container paths: a `:` would be read by `podman -v` as more mount options, and a
+/// relative target has no meaning in a container; a mount source that leaves the spec's
+/// folder is refused too. Each is named with line and column (`e2e_hostile_input.rs` drives
+/// them through the server).
+#[test]
+fn hostile_files_targets_and_mountpoints_are_refused_with_positions() {
+    check_errors(
+        &with_template("name: x\nsteps:\n  - run: a\n    container: alpine:3\n    files:\n      /tmp/a:/etc/shadow: x\n      relative/b: y\n"),
+        &[
+            "6:7 steps[0].files: step 1 files target `/tmp/a:/etc/shadow` must be an absolute path in the container, without `:`",
+            "7:7 steps[0].files: step 1 files target `relative/b` must be an absolute path in the container, without `:`",
+        ],
+    );
+    check_errors(
+        &with_template("name: x\nsteps:\n  - run: a\n    container: alpine:3\n    mount:\n      - path: ../../etc/passwd\n        mountpoint: /x:rw\n"),
+        &[
+            "6:15 steps[0].mount[0].path: the mount path must be inside the batch spec's directory (a relative path without `..` that leaves it)",
+            "7:21 steps[0].mount[0].mountpoint: step 1 mount mountpoint `/x:rw` must be an absolute path in the container, without `:`",
+        ],
+    );
+}

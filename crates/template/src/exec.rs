@@ -133,6 +133,8 @@ pub(crate) struct State<'a> {
     vars: Vec<(&'a str, Val<'a>)>,
     at: At<'a>,
     depth: usize,
+    /// Evaluation steps taken so far, against [`Limits::max_steps`].
+    steps: usize,
 }
 
 /// Executes `template` against `data`.
@@ -155,6 +157,7 @@ pub(crate) fn execute(
         vars: vec![("$", dot.clone())],
         at: At::Nothing,
         depth: 0,
+        steps: 0,
     };
     state.walk_list(&dot, &template.tree.root)?;
     Ok(state.out)
@@ -200,6 +203,18 @@ impl<'a> State<'a> {
         Ok(())
     }
 
+    /// Counts one evaluation step; fails once [`Limits::max_steps`] is used up.
+    fn tick(&mut self) -> Exec<()> {
+        self.steps += 1;
+        if self.steps > self.limits.max_steps {
+            return self.fail(format!(
+                "the template takes more than {} evaluation steps (a loop over a huge list, nested loops, or templates calling each other); refusing to go on",
+                self.limits.max_steps
+            ));
+        }
+        Ok(())
+    }
+
     fn walk_list(&mut self, dot: &Val<'a>, list: &'a [Node]) -> Exec<Flow> {
         for node in list {
             match self.walk(dot, node)? {
@@ -212,6 +227,7 @@ impl<'a> State<'a> {
 
     fn walk(&mut self, dot: &Val<'a>, node: &'a Node) -> Exec<Flow> {
         self.at = At::Node(node);
+        self.tick()?;
         match node {
             Node::Text { text, .. } => self.write(text)?,
             Node::Action { pipe, .. } => {
@@ -279,6 +295,7 @@ impl<'a> State<'a> {
         index: Val<'a>,
         element: Val<'a>,
     ) -> Exec<bool> {
+        self.tick()?;
         let declared = branch.pipe.decl.len();
         let variable_count = self.vars.len();
         if declared > 0 && variable_count >= 1 {
@@ -493,6 +510,7 @@ impl<'a> State<'a> {
         let Some(first) = command.args.first() else {
             return self.fail("empty command");
         };
+        self.tick()?;
         match first {
             Arg::Field { ident, .. } => {
                 self.at = At::Arg(first);
@@ -921,6 +939,27 @@ impl<'a> State<'a> {
     }
 
     fn call_builtin(&mut self, builtin: Builtin, argv: Vec<Val<'a>>) -> Result<Val<'a>, String> {
+        let value_limit = self.limits.max_value_bytes;
+        // Sizes are checked before the work where a result can outgrow its arguments many
+        // times over (a `replace` of "" in a long text, `join` or `print` of a list that holds
+        // the same long string many times), so the bound holds for memory, not just output.
+        let expected = expected_result_bytes(builtin, &argv);
+        if expected > value_limit {
+            return Err(too_large_value(expected, value_limit));
+        }
+        let result = self.call_builtin_unchecked(builtin, argv)?;
+        if expected > 0
+            && let Some(value) = result.dynamic()
+        {
+            let size = approximate_bytes(value);
+            if size > value_limit {
+                return Err(too_large_value(size, value_limit));
+            }
+        }
+        Ok(result)
+    }
+
+    fn call_builtin_unchecked(&mut self, builtin: Builtin, argv: Vec<Val<'a>>) -> Result<Val<'a>, String> {
         let limit = self.limits.max_output_bytes;
         let interfaces = |argv: &[Val<'a>]| -> Vec<Value> {
             argv.iter()
@@ -1052,6 +1091,69 @@ impl<'a> State<'a> {
                 }
             }
         })
+    }
+}
+
+fn too_large_value(size: usize, limit: usize) -> String {
+    format!("the result would be about {size} bytes, more than the limit of {limit} bytes for a value computed in a template")
+}
+
+/// About how many bytes `value` occupies: its text, plus a word for every element.
+fn approximate_bytes(value: &Value) -> usize {
+    const ELEMENT: usize = 24;
+    let mut total = 0usize;
+    let mut pending = vec![value];
+    while let Some(current) = pending.pop() {
+        total = total.saturating_add(match current {
+            Value::String(text) => text.len(),
+            Value::StringList(items) | Value::PathList(items) => {
+                items.iter().fold(0usize, |sum, item| sum.saturating_add(item.len()).saturating_add(ELEMENT))
+            }
+            Value::List(items) => {
+                pending.extend(items.iter());
+                items.len().saturating_mul(ELEMENT)
+            }
+            Value::Map(entries) => {
+                pending.extend(entries.values());
+                entries.keys().fold(0usize, |sum, key| sum.saturating_add(key.len()).saturating_add(ELEMENT))
+            }
+            Value::Nil | Value::Bool(_) | Value::Int(_) | Value::Float(_) => ELEMENT,
+        });
+    }
+    total
+}
+
+/// An upper estimate of the bytes a builtin's result takes, computed without doing the work.
+fn expected_result_bytes(builtin: Builtin, argv: &[Val<'_>]) -> usize {
+    let text = |index: usize| match argv.get(index).and_then(Val::dynamic) {
+        Some(Value::String(text)) => text.as_str(),
+        _ => "",
+    };
+    let arguments = || argv.iter().filter_map(Val::dynamic).fold(0usize, |sum, value| sum.saturating_add(approximate_bytes(value)));
+    match builtin {
+        Builtin::Replace => {
+            let (subject, old, new) = (text(0), text(1), text(2));
+            let occurrences = if old.is_empty() { subject.chars().count() + 1 } else { subject.matches(old).count() };
+            subject.len().saturating_sub(occurrences.saturating_mul(old.len())).saturating_add(occurrences.saturating_mul(new.len()))
+        }
+        Builtin::Join => {
+            let count = match argv.first().and_then(Val::dynamic) {
+                Some(Value::StringList(items) | Value::PathList(items)) => items.len(),
+                _ => 0,
+            };
+            arguments().saturating_add(count.saturating_mul(text(1).len()))
+        }
+        Builtin::Split => {
+            let (subject, separator) = (text(0), text(1));
+            let pieces = if separator.is_empty() { subject.chars().count() } else { subject.matches(separator).count() + 1 };
+            subject.len().saturating_add(pieces.saturating_mul(24))
+        }
+        // Escaping writes at most six bytes per input byte (`\u003C`, `%XX`, `&#34;`).
+        Builtin::Html | Builtin::Js | Builtin::Urlquery => arguments().saturating_mul(6),
+        Builtin::Print | Builtin::Println | Builtin::JoinIf => arguments(),
+        Builtin::ShellquoteJoin => arguments().saturating_mul(4),
+        // printf bounds its own output as it writes; the rest return (parts of) arguments.
+        _ => 0,
     }
 }
 
@@ -1292,4 +1394,83 @@ fn slice_value<'a>(argv: Vec<Val<'a>>) -> Result<Val<'a>, String> {
         Value::PathList(items) => Value::PathList(items[start..end].to_vec()),
         _ => Value::Nil,
     }))
+}
+
+/// Templates written to exhaust the machine: each must end quickly with an error that says
+/// which limit it hit, however little it writes.
+#[cfg(test)]
+mod hostile_template_tests {
+    use std::time::{Duration, Instant};
+
+    use crate::{Functions, Limits, Template, TemplateError, Value};
+
+    fn run(text: &str) -> (Result<String, TemplateError>, Duration) {
+        let functions = Functions::with_sourcegraph_helpers();
+        let template = Template::parse("hostile", text, &functions).expect("the template parses");
+        let started = Instant::now();
+        let result = template.execute_with_limits(&Value::Nil, &functions, &Limits::default());
+        (result, started.elapsed())
+    }
+
+    fn refused(text: &str, wanted: &str) {
+        let (result, took) = run(text);
+        let message = result.expect_err("a hostile template must fail").to_string();
+        assert!(message.contains(wanted), "{message}");
+        assert!(took < Duration::from_secs(20), "took {took:?}");
+    }
+
+    #[test]
+    fn replace_that_squares_a_string_in_variables_is_refused() {
+        // `replace s "" s` puts s between every character of s: each level squares the length
+        // (10 → 120 → ~14,500 → ~210 million bytes → ...);
+        // nothing is written, so only a bound on computed values stops it.
+        refused(
+            r#"${{ $a := replace "xxxxxxxxxx" "" "xxxxxxxxxx" }}${{ $b := replace $a "" $a }}${{ $c := replace $b "" $b }}${{ $d := replace $c "" $c }}"#,
+            "more than the limit of 67108864 bytes for a value computed in a template",
+        );
+    }
+
+    #[test]
+    fn nested_ranges_over_split_strings_are_refused() {
+        // 4,000 × 4,000 × 4,000 iterations that print nothing.
+        let chars = "x".repeat(4000);
+        refused(
+            &format!(r#"${{{{ $s := split "{chars}" "" }}}}${{{{ range $s }}}}${{{{ range $s }}}}${{{{ range $s }}}}${{{{ end }}}}${{{{ end }}}}${{{{ end }}}}"#),
+            "more than 5000000 evaluation steps",
+        );
+    }
+
+    #[test]
+    fn templates_calling_each_other_twice_per_level_are_refused() {
+        // 2^40 calls within the depth limit.
+        let mut text = String::from(r#"${{ define "t0" }}${{ end }}"#);
+        for level in 1..=40 {
+            let below = level - 1;
+            text.push_str(&format!(r#"${{{{ define "t{level}" }}}}${{{{ template "t{below}" }}}}${{{{ template "t{below}" }}}}${{{{ end }}}}"#));
+        }
+        text.push_str(r#"${{ template "t40" }}"#);
+        refused(&text, "evaluation steps");
+    }
+
+    #[test]
+    fn join_and_print_of_a_repeated_long_string_are_refused_before_the_work() {
+        // $b is about 2.9 MB; 26 copies of it printed, or 14 escaped, pass 64 MiB.
+        let long = r#"${{ $a := replace "yyyyyyyyyyyyyyyyyyyy" "" "yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy" }}${{ $b := replace $a "" $a }}"#;
+        refused(&format!("{long}${{{{ $c := print $b $b $b $b $b $b $b $b $b $b $b $b $b $b $b $b $b $b $b $b $b $b $b $b $b $b }}}}"), "bytes for a value computed");
+        refused(&format!("{long}${{{{ $c := html $b $b $b $b $b $b $b $b $b $b $b $b $b $b }}}}"), "bytes for a value computed");
+    }
+
+    #[test]
+    fn printf_with_a_huge_width_is_refused() {
+        // Go caps one width at a million; forty of them still pass 16 MiB, and fail there.
+        let format = "%1000000d".repeat(40);
+        let arguments = " 1".repeat(40);
+        refused(&format!(r#"${{{{ $a := printf "{format}"{arguments} }}}}"#), "printf output exceeds the limit");
+    }
+
+    #[test]
+    fn ordinary_templates_stay_within_the_limits() {
+        let (result, _) = run(r#"${{ range $i, $w := split "a b c" " " }}${{ $i }}=${{ replace $w "b" "B" }};${{ end }}"#);
+        assert_eq!(result.expect("renders"), "0=a;1=B;2=c;");
+    }
 }

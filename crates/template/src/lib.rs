@@ -78,6 +78,15 @@ pub struct Limits {
     /// Maximum nesting of template calls and pipelines during execution (default 1000;
     /// Go allows 100000, which would overflow a Rust thread's stack).
     pub max_depth: usize,
+    /// Most evaluation steps (nodes walked, loop iterations, commands) one execution may take
+    /// (default 5,000,000). Go has no such bound; a server does: nested `range`s over long
+    /// lists or templates that call each other twice per level would otherwise run for hours
+    /// without writing anything.
+    pub max_steps: usize,
+    /// Most bytes a value computed during execution may hold (default 64 MiB): `replace`,
+    /// `join`, `print` and friends can square a string's size per call, in variables that are
+    /// never written out, so the output limit alone does not bound memory.
+    pub max_value_bytes: usize,
 }
 
 impl Default for Limits {
@@ -85,6 +94,8 @@ impl Default for Limits {
         Limits {
             max_output_bytes: 16 * 1024 * 1024,
             max_depth: 1000,
+            max_steps: 5_000_000,
+            max_value_bytes: 64 * 1024 * 1024,
         }
     }
 }

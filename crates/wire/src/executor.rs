@@ -75,6 +75,20 @@ pub struct Job {
     pub timeout_seconds: u64,
 }
 
+/// The largest job report (a completion or failure, as JSON) a server reads and an executor
+/// sends: the final result and every step's cache entry, each with its diff. An executor with
+/// a larger result drops the cache entries, and fails the job with this number if it is
+/// still too large, rather than have the server refuse it.
+pub const MAX_REPORT_BYTES: usize = 32 * 1024 * 1024;
+
+/// The most output one log entry (one step) keeps; beyond it the executor notes that the
+/// output was cut, so a step that prints without end cannot fill memory or the database.
+pub const MAX_LOG_ENTRY_BYTES: usize = 1024 * 1024;
+
+/// The most standard output, and separately standard error, one step may write for use as
+/// `step.stdout`/`step.stderr`; a step that writes more is stopped and fails, naming it.
+pub const MAX_STEP_OUTPUT_BYTES: usize = 4 * 1024 * 1024;
+
 /// Whether an allow list of image globs (empty allows all) admits `image`; the server checks
 /// images written in the spec, the executor the rendered ones.
 pub fn image_allowed(allowed: &[String], image: &str) -> bool {

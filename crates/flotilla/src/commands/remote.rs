@@ -40,6 +40,8 @@ const MAX_MOUNT_FILE_BYTES: u64 = 10 << 20;
 fn read_mount_files(spec: &flotilla_spec::BatchSpec, spec_folder: &std::path::Path) -> anyhow::Result<Vec<UploadedMountFile>> {
     use anyhow::Context;
     let mut files: Vec<UploadedMountFile> = Vec::new();
+    let spec_folder_real = std::fs::canonicalize(if spec_folder.as_os_str().is_empty() { std::path::Path::new(".") } else { spec_folder })
+        .with_context(|| format!("reading the batch spec's folder {}", spec_folder.display()))?;
     for (index, step) in spec.steps.iter().enumerate() {
         for mount in &step.mount {
             let relative = mount.normalized_path();
@@ -48,8 +50,26 @@ fn read_mount_files(spec: &flotilla_spec::BatchSpec, spec_folder: &std::path::Pa
                 format!("step {} mounts `{}`, which does not exist at {} (mount paths are relative to the batch spec file)", index + 1, mount.path, root.display())
             })?;
             let mut pending = vec![(root, relative, metadata)];
+            // Folders already read, by real path: a symbolic link back up the tree is read once.
+            let mut folders_read = std::collections::HashSet::new();
             while let Some((path, relative, metadata)) = pending.pop() {
+                // Symbolic links are followed only while they stay inside the spec's folder: a
+                // mount must not upload `/etc/passwd` or `~/.ssh` through a link next to the spec.
+                let real = std::fs::canonicalize(&path).with_context(|| format!("reading {}", path.display()))?;
+                if !real.starts_with(&spec_folder_real) {
+                    anyhow::bail!(
+                        "step {} mounts `{}`, but {} is a symbolic link to {}, outside the batch spec's folder {}; copy what the step needs next to the spec instead",
+                        index + 1,
+                        mount.path,
+                        path.display(),
+                        real.display(),
+                        spec_folder_real.display()
+                    );
+                }
                 if metadata.is_dir() {
+                    if !folders_read.insert(real) {
+                        continue;
+                    }
                     for entry in std::fs::read_dir(&path).with_context(|| format!("reading the folder {}", path.display()))? {
                         let entry = entry.with_context(|| format!("reading the folder {}", path.display()))?;
                         let name = entry.file_name().to_string_lossy().into_owned();

@@ -254,3 +254,39 @@ async fn pushing_to_an_unreachable_remote_is_retryable_and_option_like_remotes_a
     .expect_err("credentials in URL");
     assert!(!error.to_string().contains("hunter2"), "{error}");
 }
+
+/// Diffs a compromised executor could send, each trying to write outside the repository
+/// when the server turns them into a commit. `commit_diff` applies to a temporary index only
+/// (`git apply --cached`), and git refuses these paths; nothing may appear on disk.
+const HOSTILE_DIFFS: &[(&str, &str)] = &[
+    ("dot-dot path", "diff --git ../../escape.txt ../../escape.txt\nnew file mode 100644\n--- /dev/null\n+++ ../../escape.txt\n@@ -0,0 +1 @@\n+pwned\n"),
+    ("absolute path", "diff --git /tmp/flotilla-hostile-escape.txt /tmp/flotilla-hostile-escape.txt\nnew file mode 100644\n--- /dev/null\n+++ /tmp/flotilla-hostile-escape.txt\n@@ -0,0 +1 @@\n+pwned\n"),
+    ("into .git", "diff --git .git/config .git/config\nnew file mode 100644\n--- /dev/null\n+++ .git/config\n@@ -0,0 +1,2 @@\n+[core]\n+\tfsmonitor = touch pwned\n"),
+    ("through a new symlink", "diff --git up up\nnew file mode 120000\n--- /dev/null\n+++ up\n@@ -0,0 +1 @@\n+../../..\n\\ No newline at end of file\ndiff --git up/escape.txt up/escape.txt\nnew file mode 100644\n--- /dev/null\n+++ up/escape.txt\n@@ -0,0 +1 @@\n+pwned\n"),
+];
+
+#[tokio::test]
+async fn hostile_diffs_never_write_outside_the_repository() {
+    let temporary = tempfile::tempdir().expect("temp dir");
+    let (source, commits) = sample_repository(&temporary.path().join("a/b/source"));
+    let code_host = temporary.path().join("a/b/code-host/repo.git");
+    bare_clone(&source.path, &code_host);
+    let mirror = temporary.path().join("a/b/mirror.git");
+    flotilla_git::create_mirror(&code_host.display().to_string(), &mirror, RemoteOptions::default()).await.expect("mirror");
+    let author = signature("Author", 1_700_000_500);
+    for (attack, diff) in HOSTILE_DIFFS {
+        let outcome = flotilla_git::commit_diff(&mirror, &commits[1], diff.as_bytes(), "m", &author, &author).await;
+        match outcome {
+            Err(GitError::PatchDoesNotApply { stderr_tail, .. }) => {
+                assert!(!stderr_tail.is_empty(), "{attack}: git says why");
+            }
+            Err(other) => panic!("{attack}: expected a patch that does not apply, got {other}"),
+            Ok(commit) => panic!("{attack}: git made commit {commit} of it"),
+        }
+    }
+    for escaped in [temporary.path().join("escape.txt"), temporary.path().join("a/escape.txt"), std::path::PathBuf::from("/tmp/flotilla-hostile-escape.txt"), mirror.join("pwned")] {
+        assert!(!escaped.exists(), "{} was written", escaped.display());
+    }
+    let config = std::fs::read_to_string(mirror.join("config")).expect("mirror config");
+    assert!(!config.contains("pwned"), "{config}");
+}
