@@ -9,13 +9,13 @@
 
 mod support;
 
-use std::io::Write;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use flotilla_codehost_emulator::{DEFAULT_TOKEN, Emulator, EmulatorConfig, Fault, NewRepository};
-use support::{Running, flotilla, http_get, make_repository, start_executor, wait_for_line, wait_until};
+use support::batch::{fresh_postgres_database, sigkill};
+use support::fleet::{self, Tokens, start_server_logged};
+use support::{Running, start_executor, wait_until};
 
 const ADMIN: &str = "flt_u_faults_e2e_admin_token_00000000000000000000000000000000000";
 const EXECUTOR: &str = "flt_e_faults_e2e_executor_token_000000000000000000000000000000";
@@ -49,153 +49,45 @@ impl Random {
     }
 }
 
-/// `flotilla server` on SQLite in `data` at a fixed port, so a restarted server is found at the
-/// same URL by the executors that outlived it. Its log goes to `server-N.log` beside `data`.
+const TOKENS: Tokens = Tokens { admin: ADMIN, executor: EXECUTOR };
+
+/// `flotilla server` on `data` at a fixed port (so a restarted server is found at the same URL
+/// by the executors that outlived it) with this suite's heartbeat timeout.
 fn start_server_at(data: &Path, port: u16, extra: &[&str]) -> Running {
-    static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let start = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let log_path = data.with_file_name(format!("server-{start}.log"));
-    let log = std::fs::File::create(&log_path).expect("create server log");
-    let mut child = flotilla()
-        .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--admin-token", ADMIN, "--executor-token", EXECUTOR])
-        .args(["--heartbeat-timeout", HEARTBEAT_TIMEOUT])
-        .args(extra)
-        .arg("--data-dir")
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .expect("start flotilla server");
-    wait_for_line(&mut child, "Flotilla server listening on ");
-    Running(child)
+    start_server_logged(TOKENS, data, port, &[&["--heartbeat-timeout", HEARTBEAT_TIMEOUT], extra].concat())
 }
 
 /// How many lines of the server logs beside `data` (every start's) contain `text`.
 fn server_log_lines(data: &Path, text: &str) -> usize {
-    let folder = data.parent().expect("data has a parent");
-    let mut count = 0;
-    for entry in std::fs::read_dir(folder).expect("read the test folder") {
-        let path = entry.expect("entry").path();
-        if path.file_name().is_some_and(|name| name.to_string_lossy().starts_with("server-")) {
-            count += std::fs::read_to_string(&path).unwrap_or_default().lines().filter(|line| line.contains(text)).count();
-        }
-    }
-    count
-}
-
-/// Kills the process with SIGKILL (no chance to clean up) and reaps it.
-fn sigkill(process: Running) {
-    let mut process = process;
-    process.0.kill().expect("SIGKILL");
-    let _ = process.0.wait();
+    fleet::server_log_lines(data, text).len()
 }
 
 fn run_client(url: &str, arguments: &[&str], stdin: Option<&str>) -> std::process::Output {
-    let mut command = flotilla();
-    command.args(arguments).env("FLOTILLA_URL", url).env("FLOTILLA_TOKEN", ADMIN).stdout(Stdio::piped()).stderr(Stdio::piped());
-    command.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
-    let mut child = command.spawn().expect("run flotilla");
-    if let Some(input) = stdin {
-        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
-    }
-    child.wait_with_output().expect("wait")
+    fleet::run_client(TOKENS, url, arguments, stdin)
 }
 
-/// `count` repositories `service-NNN` in a folder of bare repositories, registered as a plain git
-/// code host `fleet` and mirrored. Copies are hard links of one repository (git never rewrites
-/// an object file), so hundreds take a moment.
 fn setup_git_code_host(url: &str, root: &Path, count: usize) {
-    setup_git_code_host_with(url, root, count, &[("README.md", "# service\n")]);
+    fleet::setup_git_code_host(TOKENS, url, root, count);
 }
 
-/// The same with `files` in every repository.
-fn setup_git_code_host_with(url: &str, root: &Path, count: usize, files: &[(&str, &str)]) {
-    make_repository(root, "template", files);
-    let template = root.join("repos").join("template.git");
-    for index in 0..count {
-        hard_link_tree(&template, &root.join("repos").join(format!("service-{index:03}.git")));
-    }
-    std::fs::remove_dir_all(&template).expect("remove the template");
-    let repos = root.join("repos");
-    let added = run_client(url, &["codehost", "add", "--kind", "git", "--name", "fleet", "--path", repos.to_str().expect("utf-8")], None);
-    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
-    let synced = run_client(url, &["repos", "sync"], None);
-    assert!(synced.status.success(), "{}", String::from_utf8_lossy(&synced.stderr));
-}
-
-fn hard_link_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("create folder");
-    for entry in std::fs::read_dir(from).expect("read folder") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("file type").is_dir() {
-            hard_link_tree(&entry.path(), &target);
-        } else {
-            std::fs::hard_link(entry.path(), &target).expect("hard link");
-        }
-    }
-}
-
-/// Starts a spec with `batch remote` and returns its id.
 fn start_spec(url: &str, root: &Path, spec: &str) -> String {
-    let path = root.join("spec.batch.yaml");
-    std::fs::write(&path, spec).expect("write spec");
-    let output = run_client(url, &["batch", "remote", "-f", path.to_str().expect("utf-8")], None);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).trim().rsplit('/').next().expect("id").to_owned()
+    fleet::start_spec(TOKENS, url, root, spec)
 }
 
 fn status(url: &str, id: &str) -> serde_json::Value {
-    http_get(url, ADMIN, &format!("/api/v1/batch-specs/{id}"))
+    fleet::spec_status(TOKENS, url, id)
 }
 
 fn finished(url: &str, id: &str) -> bool {
-    matches!(status(url, id)["state"].as_str(), Some("completed" | "failed" | "canceled"))
+    fleet::spec_finished(TOKENS, url, id)
 }
 
 fn workspaces(url: &str, id: &str) -> Vec<serde_json::Value> {
-    http_get(url, ADMIN, &format!("/api/v1/batch-specs/{id}/workspaces?limit=5000"))["workspaces"].as_array().expect("workspaces").clone()
+    fleet::workspaces(TOKENS, url, id)
 }
 
-/// Every changeset spec of a batch spec, following the `next` cursor.
-fn changeset_specs(url: &str, id: &str) -> Vec<serde_json::Value> {
-    let mut specs = Vec::new();
-    let mut path = format!("/api/v1/batch-specs/{id}/changeset-specs?limit=50");
-    loop {
-        let page = http_get(url, ADMIN, &path);
-        specs.extend(page["changesetSpecs"].as_array().expect("array").iter().cloned());
-        match page["next"].as_i64() {
-            Some(next) => path = format!("/api/v1/batch-specs/{id}/changeset-specs?limit=50&after={next}"),
-            None => return specs,
-        }
-    }
-}
-
-/// Asserts the end state every fault test wants: `count` workspaces, one per repository, each
-/// completed exactly once with exactly one changeset spec, and its step's log kept.
 fn assert_each_workspace_completed_once(url: &str, id: &str, count: usize, log_marker: &str) {
-    let final_status = status(url, id);
-    assert_eq!(final_status["state"], "completed", "{final_status}");
-    assert_eq!(final_status["jobs"]["completed"], count as i64, "nothing lost: {final_status}");
-    assert_eq!(final_status["workspaces"], count as i64, "no workspace twice: {final_status}");
-    let listed = workspaces(url, id);
-    let mut repositories: Vec<&str> = listed.iter().map(|workspace| workspace["repository"].as_str().expect("repository")).collect();
-    repositories.sort_unstable();
-    repositories.dedup();
-    assert_eq!((listed.len(), repositories.len()), (count, count), "one workspace per repository");
-    assert!(listed.iter().all(|workspace| workspace["state"] == "completed"), "every workspace completed");
-
-    let specs = changeset_specs(url, id);
-    let mut spec_repositories: Vec<&str> = specs.iter().map(|spec| spec["repository"].as_str().expect("repository")).collect();
-    spec_repositories.sort_unstable();
-    spec_repositories.dedup();
-    assert_eq!((specs.len(), spec_repositories.len()), (count, count), "one changeset spec per workspace, none twice");
-
-    for workspace in &listed {
-        let job = workspace["jobId"].as_i64().expect("a job");
-        let logs = http_get(url, ADMIN, &format!("/api/v1/jobs/{job}/logs")).to_string();
-        assert!(logs.contains(log_marker), "the log of the completed step of {} is kept: {logs}", workspace["repository"]);
-    }
+    fleet::assert_each_workspace_completed_once(TOKENS, url, id, count, log_marker);
 }
 
 #[test]
@@ -251,28 +143,8 @@ fn the_server_killed_mid_execution_resumes_and_finishes() {
 
 #[test]
 fn the_server_on_postgres_killed_mid_execution_resumes_and_finishes() {
-    let Some(database_url) = postgres_database("faults_execution") else { return };
+    let Some(database_url) = fresh_postgres_database("faults_execution") else { return };
     server_killed_mid_execution("the_server_on_postgres_killed_mid_execution_resumes_and_finishes", Some(&database_url));
-}
-
-/// Creates a fresh PostgreSQL database for one test, from FLOTILLA_TEST_POSTGRES_URL (which CI
-/// sets; without it the test fails under FLOTILLA_REQUIRE_ALL_TOOLS, else says it did not run).
-fn postgres_database(name: &str) -> Option<String> {
-    let Ok(base) = std::env::var("FLOTILLA_TEST_POSTGRES_URL") else {
-        assert!(
-            std::env::var_os("FLOTILLA_REQUIRE_ALL_TOOLS").is_none(),
-            "FLOTILLA_TEST_POSTGRES_URL is not set: start PostgreSQL (pg_ctlcluster 15 main start) and set it, as .ci/run does"
-        );
-        eprintln!("NOTICE: FLOTILLA_TEST_POSTGRES_URL is not set; the PostgreSQL fault test did not run");
-        return None;
-    };
-    let database = format!("flotilla_e2e_{name}_{}", std::process::id());
-    for statement in [format!("DROP DATABASE IF EXISTS {database}"), format!("CREATE DATABASE {database}")] {
-        let status = std::process::Command::new("psql").arg(&base).args(["-q", "-c", &statement]).status().expect("run psql");
-        assert!(status.success(), "psql {statement} failed");
-    }
-    let (prefix, _) = base.rsplit_once('/').expect("the URL ends with a database name");
-    Some(format!("{prefix}/{database}"))
 }
 
 /// Two SIGKILLs of the server while executors run jobs, each followed by a restart on the same
@@ -326,7 +198,7 @@ fn the_server_killed_mid_resolution_resumes() {
 
 #[test]
 fn the_server_on_postgres_killed_mid_resolution_resumes() {
-    let Some(database_url) = postgres_database("faults_resolution") else { return };
+    let Some(database_url) = fresh_postgres_database("faults_resolution") else { return };
     server_killed_mid_resolution("the_server_on_postgres_killed_mid_resolution_resumes", Some(&database_url));
 }
 
@@ -345,7 +217,7 @@ fn server_killed_mid_resolution(test: &str, database_url: Option<&str>) {
     let server_arguments: Vec<&str> = database_url.map(|database_url| vec!["--database-url", database_url]).unwrap_or_default();
     let mut server = Some(start_server_at(&data, port, &server_arguments));
     let files = [("README.md", "# service\n"), ("a/go.mod", "module a\n"), ("b/go.mod", "module b\n"), ("c/go.mod", "module c\n"), ("d/go.mod", "module d\n")];
-    setup_git_code_host_with(&url, root.path(), repositories, &files);
+    fleet::setup_git_code_host_with(TOKENS, &url, root.path(), repositories, &files);
     eprintln!("{repositories} repositories mirrored in {:.1} s", started.elapsed().as_secs_f64());
     // `file:` and `workspaces` make resolution list every repository's tree.
     let id = start_spec(
@@ -398,7 +270,7 @@ fn the_server_killed_mid_publishing_opens_no_pull_request_twice() {
 
 #[test]
 fn the_server_on_postgres_killed_mid_publishing_opens_no_pull_request_twice() {
-    let Some(database_url) = postgres_database("faults_publishing") else { return };
+    let Some(database_url) = fresh_postgres_database("faults_publishing") else { return };
     server_killed_mid_publishing("the_server_on_postgres_killed_mid_publishing_opens_no_pull_request_twice", Some(&database_url));
 }
 

@@ -64,10 +64,16 @@ pub fn run_client(tokens: Tokens, url: &str, arguments: &[&str], stdin: Option<&
 /// `count` repositories `service-NNN` (copies of one, with a README) registered as the plain
 /// git code host `fleet` and mirrored.
 pub fn setup_git_code_host(tokens: Tokens, url: &str, root: &Path, count: usize) {
-    make_repository(root, "template", &[("README.md", "# service\n")]);
+    setup_git_code_host_with(tokens, url, root, count, &[("README.md", "# service\n")]);
+}
+
+/// The same with `files` in every repository. Copies are hard links of one repository (git
+/// never rewrites an object file, and replaces refs by renaming), so hundreds take a moment.
+pub fn setup_git_code_host_with(tokens: Tokens, url: &str, root: &Path, count: usize, files: &[(&str, &str)]) {
+    make_repository(root, "template", files);
     let template = root.join("repos").join("template.git");
     for index in 0..count {
-        copy_tree(&template, &root.join("repos").join(format!("service-{index:03}.git")));
+        hard_link_tree(&template, &root.join("repos").join(format!("service-{index:03}.git")));
     }
     std::fs::remove_dir_all(&template).expect("remove the template");
     let repos = root.join("repos");
@@ -77,15 +83,15 @@ pub fn setup_git_code_host(tokens: Tokens, url: &str, root: &Path, count: usize)
     assert!(synced.status.success(), "{}", String::from_utf8_lossy(&synced.stderr));
 }
 
-fn copy_tree(from: &Path, to: &Path) {
+fn hard_link_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("create folder");
     for entry in std::fs::read_dir(from).expect("read folder") {
         let entry = entry.expect("entry");
         let target = to.join(entry.file_name());
         if entry.file_type().expect("file type").is_dir() {
-            copy_tree(&entry.path(), &target);
+            hard_link_tree(&entry.path(), &target);
         } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
+            std::fs::hard_link(entry.path(), &target).expect("hard link");
         }
     }
 }
