@@ -357,7 +357,10 @@ fn disk_full_on_an_executor_fails_the_attempt_clearly_and_retries_it_once_freed(
     setup_git_code_host(TOKENS, &url, root.path(), count);
     let work = root.path().join("cramped");
     let disk = SmallDisk::mount(&work, 24);
-    let mut executor = start_executor_with(&url, TOKENS.executor, "cramped", &work, "process", &["--min-free-disk", "4"]);
+    // The threshold is above what the failed attempts' deleted workspaces give back (two jobs'
+    // checkouts and up to 3 MiB of scratch each), so the executor does not take a job, fail it
+    // on the still-full disk and spend its attempts (seen once in CI with 4 MiB).
+    let mut executor = start_executor_with(&url, TOKENS.executor, "cramped", &work, "process", &["--min-free-disk", "10"]);
     // The step writes a few MiB of scratch data, as builds do, and removes it again.
     let spec = FLEET_SPEC.replace(
         "sleep 1 && echo step-finished-here && echo touched >> README.md",

@@ -121,7 +121,14 @@ pub fn workspaces(tokens: Tokens, url: &str, id: &str) -> Vec<serde_json::Value>
 /// changeset spec and its step's log (containing `log_marker`) kept.
 pub fn assert_each_workspace_completed_once(tokens: Tokens, url: &str, id: &str, count: usize, log_marker: &str) {
     let status = spec_status(tokens, url, id);
-    assert_eq!(status["state"], "completed", "{status}");
+    if status["state"] != "completed" {
+        let failures: Vec<String> = workspaces(tokens, url, id)
+            .iter()
+            .filter(|workspace| workspace["state"] != "completed")
+            .map(|workspace| format!("{} {}: {}", workspace["repository"], workspace["state"], workspace["failureMessage"]))
+            .collect();
+        panic!("the batch spec did not complete: {status}\nworkspaces not completed: {failures:#?}");
+    }
     assert_eq!(status["jobs"]["completed"], count as i64, "nothing lost: {status}");
     assert_eq!(status["workspaces"], count as i64, "no workspace twice: {status}");
     let listed = workspaces(tokens, url, id);
