@@ -138,7 +138,7 @@ impl FileRefs {
                 continue;
             }
             let name = format!("{relative}/{file_name}");
-            let file_type = entry.file_type().map_err(|source| GitError::io("cannot read", &entry.path(), source))?;
+            let file_type = entry.file_type().map_err(|source| GitError::io("cannot read", entry.path(), source))?;
             if file_type.is_dir() {
                 self.walk_loose(&name, names)?;
             } else if file_type.is_file() {

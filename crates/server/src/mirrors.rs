@@ -94,12 +94,11 @@ pub async fn sync_code_host(state: &SharedState, code_host: &CodeHost, which: Wh
     let mut pending = tokio::task::JoinSet::new();
     let limit = 4;
     let now = std::time::Instant::now();
-    let chosen = repositories.iter().filter(|repository| which == Which::All || state.mirror_schedule.is_due(repository.id, now));
-    for repository in chosen.cloned() {
+    for repository in repositories.iter().filter(|repository| which == Which::All || state.mirror_schedule.is_due(repository.id, now)) {
         while pending.len() >= limit {
             pending.join_next().await;
         }
-        let state = state.clone();
+        let (state, repository) = (state.clone(), repository.clone());
         pending.spawn(async move { sync_repository(&state, &repository).await });
     }
     while pending.join_next().await.is_some() {}
