@@ -6,7 +6,7 @@ mod support;
 
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::Output;
 
 use support::{flotilla, http_request, make_repository, start_executor, start_server};
 
@@ -19,14 +19,7 @@ fn json(body: &str) -> serde_json::Value {
 
 /// Runs the CLI as the holder of `token`.
 fn cli(url: &str, token: &str, arguments: &[&str], stdin: Option<&str>) -> Output {
-    let mut command = flotilla();
-    command.args(arguments).env("FLOTILLA_URL", url).env("FLOTILLA_TOKEN", token).stdout(Stdio::piped()).stderr(Stdio::piped());
-    command.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
-    let mut child = command.spawn().expect("run flotilla");
-    if let Some(input) = stdin {
-        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
-    }
-    child.wait_with_output().expect("wait for flotilla")
+    support::batch::run_client_as(url, token, arguments, stdin)
 }
 
 fn succeeds(output: &Output) -> String {

@@ -80,10 +80,17 @@ pub fn all_changeset_specs(url: &str, token: &str, id: &str) -> Vec<serde_json::
 /// exactly once with exactly one changeset spec, and its step's log (holding `log_marker`) kept.
 pub fn assert_every_workspace_completed_once(url: &str, token: &str, id: &str, count: usize, log_marker: &str) {
     let status = batch_spec_status(url, token, id);
-    assert_eq!(status["state"], "completed", "{status}");
+    let listed = http_get(url, token, &format!("/api/v1/batch-specs/{id}/workspaces?limit=5000"))["workspaces"].as_array().expect("workspaces").clone();
+    if status["state"] != "completed" {
+        let failures: Vec<String> = listed
+            .iter()
+            .filter(|workspace| workspace["state"] != "completed")
+            .map(|workspace| format!("{} {}: {}", workspace["repository"], workspace["state"], workspace["failureMessage"]))
+            .collect();
+        panic!("the batch spec did not complete: {status}\nworkspaces not completed: {failures:#?}");
+    }
     assert_eq!(status["jobs"]["completed"], count as i64, "nothing lost: {status}");
     assert_eq!(status["workspaces"], count as i64, "no workspace twice: {status}");
-    let listed = http_get(url, token, &format!("/api/v1/batch-specs/{id}/workspaces?limit=5000"))["workspaces"].as_array().expect("workspaces").clone();
     let mut repositories: Vec<&str> = listed.iter().map(|workspace| workspace["repository"].as_str().expect("repository")).collect();
     repositories.sort_unstable();
     repositories.dedup();

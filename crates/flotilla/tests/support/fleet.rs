@@ -3,7 +3,6 @@
 //! started with `batch remote`, and the end-state check every fault test wants (each workspace
 //! completed exactly once, one changeset spec each, its log kept).
 
-use std::io::Write;
 use std::path::Path;
 use std::process::Stdio;
 
@@ -51,14 +50,7 @@ pub fn server_log_lines(data: &Path, text: &str) -> Vec<String> {
 
 /// Runs a `flotilla` client command as the admin.
 pub fn run_client(tokens: Tokens, url: &str, arguments: &[&str], stdin: Option<&str>) -> std::process::Output {
-    let mut command = flotilla();
-    command.args(arguments).env("FLOTILLA_URL", url).env("FLOTILLA_TOKEN", tokens.admin).stdout(Stdio::piped()).stderr(Stdio::piped());
-    command.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
-    let mut child = command.spawn().expect("run flotilla");
-    if let Some(input) = stdin {
-        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
-    }
-    child.wait_with_output().expect("wait")
+    super::batch::run_client_as(url, tokens.admin, arguments, stdin)
 }
 
 /// `count` repositories `service-NNN` (copies of one, with a README) registered as the plain
@@ -98,15 +90,11 @@ fn hard_link_tree(from: &Path, to: &Path) {
 
 /// Starts a spec with `batch remote` and returns its id.
 pub fn start_spec(tokens: Tokens, url: &str, root: &Path, spec: &str) -> String {
-    let path = root.join("spec.batch.yaml");
-    std::fs::write(&path, spec).expect("write spec");
-    let output = run_client(tokens, url, &["batch", "remote", "-f", path.to_str().expect("utf-8")], None);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).trim().rsplit('/').next().expect("id").to_owned()
+    super::batch::start_spec_as(url, tokens.admin, root, spec)
 }
 
 pub fn spec_status(tokens: Tokens, url: &str, id: &str) -> serde_json::Value {
-    http_get(url, tokens.admin, &format!("/api/v1/batch-specs/{id}"))
+    super::batch::batch_spec_status(url, tokens.admin, id)
 }
 
 pub fn spec_finished(tokens: Tokens, url: &str, id: &str) -> bool {
@@ -120,42 +108,5 @@ pub fn workspaces(tokens: Tokens, url: &str, id: &str) -> Vec<serde_json::Value>
 /// Asserts `count` workspaces, one per repository, each completed exactly once with exactly one
 /// changeset spec and its step's log (containing `log_marker`) kept.
 pub fn assert_each_workspace_completed_once(tokens: Tokens, url: &str, id: &str, count: usize, log_marker: &str) {
-    let status = spec_status(tokens, url, id);
-    if status["state"] != "completed" {
-        let failures: Vec<String> = workspaces(tokens, url, id)
-            .iter()
-            .filter(|workspace| workspace["state"] != "completed")
-            .map(|workspace| format!("{} {}: {}", workspace["repository"], workspace["state"], workspace["failureMessage"]))
-            .collect();
-        panic!("the batch spec did not complete: {status}\nworkspaces not completed: {failures:#?}");
-    }
-    assert_eq!(status["jobs"]["completed"], count as i64, "nothing lost: {status}");
-    assert_eq!(status["workspaces"], count as i64, "no workspace twice: {status}");
-    let listed = workspaces(tokens, url, id);
-    let mut repositories: Vec<&str> = listed.iter().map(|workspace| workspace["repository"].as_str().expect("repository")).collect();
-    repositories.sort_unstable();
-    repositories.dedup();
-    assert_eq!((listed.len(), repositories.len()), (count, count), "one workspace per repository");
-    assert!(listed.iter().all(|workspace| workspace["state"] == "completed"), "every workspace completed: {listed:?}");
-
-    let mut specs = Vec::new();
-    let mut path = format!("/api/v1/batch-specs/{id}/changeset-specs?limit=50");
-    loop {
-        let page = http_get(url, tokens.admin, &path);
-        specs.extend(page["changesetSpecs"].as_array().expect("array").iter().cloned());
-        match page["next"].as_i64() {
-            Some(next) => path = format!("/api/v1/batch-specs/{id}/changeset-specs?limit=50&after={next}"),
-            None => break,
-        }
-    }
-    let mut spec_repositories: Vec<&str> = specs.iter().map(|spec| spec["repository"].as_str().expect("repository")).collect();
-    spec_repositories.sort_unstable();
-    spec_repositories.dedup();
-    assert_eq!((specs.len(), spec_repositories.len()), (count, count), "one changeset spec per workspace, none twice");
-
-    for workspace in &listed {
-        let job = workspace["jobId"].as_i64().expect("a job");
-        let logs = http_get(url, tokens.admin, &format!("/api/v1/jobs/{job}/logs")).to_string();
-        assert!(logs.contains(log_marker), "the log of the completed step of {} is kept: {logs}", workspace["repository"]);
-    }
+    super::batch::assert_every_workspace_completed_once(url, tokens.admin, id, count, log_marker);
 }
